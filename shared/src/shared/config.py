@@ -1,0 +1,383 @@
+"""Typed configs from the command line: `--key=value` overrides, `--config file.toml`, `--help`.
+
+A config is a plain dataclass whose fields carry a default and a one-line help text:
+
+    @dataclass
+    class TrainConfig:
+        lr: float = option(3e-4, "peak learning rate")
+        device: Literal["auto", "cpu", "cuda"] = option("auto", "where to train")
+        model: ModelConfig = option(ModelConfig, "the network")   # nested: --model.n_layer=4
+
+    cfg = parse_config(TrainConfig, sys.argv[1:], prog="gpt train")
+
+Values are applied in order: defaults, then the TOML file given by `--config` (its tables map to
+nested configs), then `--key=value` options. Keys may be written with dashes or underscores.
+Every mistake raises `ConfigError` with one line naming the field and what it expects; the
+command dispatcher turns that into exit code 2. What this leaves out: lists of nested configs and
+dict-valued fields, which no stage needs.
+"""
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from shared.errors import ConfigError
+
+C = TypeVar("C")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def option(default: Any, help: str, *, positional: bool = False) -> Any:
+    """A dataclass field with a default and a help line.
+
+    `default` may be a value or, for a nested config or a list, a class or zero-argument factory.
+    `positional=True` lets the command take this field as a bare argument (`encode "some text"`).
+    """
+    metadata = {"help": help, "positional": positional}
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    if isinstance(default, list | dict | set):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# ----------------------------------------------------------------------------------------------
+# Describing fields
+
+
+@dataclasses.dataclass
+class _Field:
+    """One settable leaf of a (possibly nested) config: `model.n_layer`."""
+
+    key: str  # dotted path, underscores
+    type: Any  # the resolved annotation
+    default: Any
+    help: str
+    positional: bool
+
+
+def _fields(cls: type, prefix: str = "") -> list[_Field]:
+    hints = typing.get_type_hints(cls)
+    out: list[_Field] = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        key = prefix + f.name
+        if dataclasses.is_dataclass(hint):
+            out.extend(_fields(hint, key + "."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        help_text = f.metadata.get("help", "")
+        out.append(_Field(key, hint, default, help_text, f.metadata.get("positional", False)))
+    return out
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(hint)) + "}"
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _type_name(args[0]) + "|none"
+    if origin in (list, tuple):
+        return _type_name(typing.get_args(hint)[0]) + ",..."
+    return {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR", Path: "PATH"}.get(
+        hint, getattr(hint, "__name__", str(hint)).upper()
+    )
+
+
+def _expects(hint: Any) -> str:
+    """Words for an error message: what a field accepts."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _expects(args[0]) + " or 'none'"
+    if origin in (list, tuple):
+        return "a comma-separated list of " + _expects(typing.get_args(hint)[0]) + "s"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    return names.get(hint, "a " + getattr(hint, "__name__", str(hint)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Converting values
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Turn a string from the command line (or a TOML value) into `hint`, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    bad = ConfigError(f"--{key} expects {_expects(hint)}, got {value!r}")
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _convert(value, args[0], key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        for choice in choices:
+            if value == choice or (isinstance(value, str) and value == str(choice)):
+                return choice
+        raise bad
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1]
+        items = value.split(",") if isinstance(value, str) else list(value)
+        converted = [_convert(v.strip() if isinstance(v, str) else v, item, key) for v in items]
+        return origin(c for c in converted if c != "")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise bad
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).replace("_", ""))
+        except ValueError:
+            try:  # accept 1e5 for an integer when it is a whole number
+                as_float = float(value)
+            except ValueError:
+                raise bad from None
+            if as_float.is_integer():
+                return int(as_float)
+            raise bad from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise bad
+        return Path(value)
+    raise ConfigError(f"--{key} has a type the config parser does not know: {hint!r}")
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    matches = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    if not matches:  # `n_layer` for `model.n_layer`: match on the last part too
+        tails = {v.rsplit(".", 1)[-1]: v for v in valid}
+        matches = [tails[m] for m in difflib.get_close_matches(key, list(tails), n=3, cutoff=0.6)]
+    if not matches:
+        return "see --help for the valid options"
+    return "did you mean " + " or ".join(f"--{m}" for m in matches) + "?"
+
+
+# ----------------------------------------------------------------------------------------------
+# Building a config from values
+
+
+def _set_path(values: dict[str, Any], key: str, value: Any) -> None:
+    node = values
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def _build(cls: type[C], values: dict[str, Any]) -> C:
+    """Instantiate `cls`, recursing into nested configs; `__post_init__` may raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        hint = hints[f.name]
+        kwargs[f.name] = (
+            _build(hint, values[f.name]) if dataclasses.is_dataclass(hint) else values[f.name]
+        )
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # a __post_init__ check written with a plain ValueError
+        raise ConfigError(str(error)) from None
+
+
+def _flatten_toml(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in table.items():
+        key = prefix + k.replace("-", "_")
+        if isinstance(v, dict):
+            flat.update(_flatten_toml(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file into flat `{"model.n_layer": 4}` form, with clear errors."""
+    try:
+        with open(path, "rb") as fh:
+            return _flatten_toml(tomllib.load(fh))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def config_from_dict(cls: type[C], flat_or_nested: dict[str, Any], source: str = "dict") -> C:
+    """Rebuild a config from `config_to_dict` output (e.g. a run's config.json), checking keys."""
+    fields = {f.key: f for f in _fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in _flatten_toml(flat_or_nested).items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {key!r} in {source}; {_closest(key, list(fields))}")
+        _set_path(values, key, _convert(raw, fields[key].type, key))
+    return _build(cls, values)
+
+
+def parse_config(
+    cls: type[C], argv: list[str], prog: str = "command", description: str = ""
+) -> C:
+    """Build `cls` from defaults, an optional `--config FILE`, and `--key=value` options.
+
+    `--help` prints every field with its default and help line, then exits with status 0.
+    """
+    fields = {f.key: f for f in _fields(cls)}
+    positional = [f for f in fields.values() if f.positional]
+    if "-h" in argv or "--help" in argv:
+        print(format_help(cls, prog, description))
+        raise SystemExit(0)
+
+    overrides: list[tuple[str, Any]] = []  # (key, raw value) in command-line order
+    bare: list[str] = []
+    config_file: Path | None = None
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if not token.startswith("--") or token == "--":
+            bare.append(token)
+            continue
+        name, has_value, value = token[2:].partition("=")
+        key = name.replace("-", "_")
+        if key == "config":
+            if not has_value:
+                if i >= len(argv):
+                    raise ConfigError("--config needs a file: --config path/to/file.toml")
+                value, i = argv[i], i + 1
+            config_file = Path(value)
+            continue
+        if key not in fields and key.startswith("no_") and not has_value:
+            negated = fields.get(key[3:])
+            if negated is not None and negated.type is bool:
+                overrides.append((negated.key, False))
+                continue
+        if key not in fields:
+            raise ConfigError(f"unknown option --{name} for {prog}; {_closest(key, list(fields))}")
+        if not has_value:
+            if fields[key].type is bool and (i >= len(argv) or argv[i].startswith("--")):
+                value = "true"
+            elif i < len(argv):
+                value, i = argv[i], i + 1
+            else:
+                raise ConfigError(f"--{name} needs a value: --{name}=VALUE")
+        overrides.append((key, value))
+
+    if bare:
+        if not positional:
+            raise ConfigError(f"{prog} takes no bare arguments, got {bare[0]!r}; use --key=value")
+        overrides.append((positional[0].key, " ".join(bare)))
+
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        for key, raw in load_toml(config_file).items():
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown key {key!r} in {config_file}; {_closest(key, list(fields))}"
+                )
+            _set_path(values, key, _convert(raw, fields[key].type, key))
+    for key, raw in overrides:
+        _set_path(values, key, _convert(raw, fields[key].type, key))
+    missing = [f.key for f in fields.values() if f.default is dataclasses.MISSING]
+    missing = [k for k in missing if not _has_path(values, k)]
+    if missing:
+        raise ConfigError(f"{prog} needs --{missing[0]}=VALUE ({fields[missing[0]].help})")
+    return _build(cls, values)
+
+
+def _has_path(values: dict[str, Any], key: str) -> bool:
+    node: Any = values
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Showing a config
+
+
+def format_help(cls: type, prog: str, description: str = "") -> str:
+    """Usage text: every field with its type, default and help line."""
+    fields = _fields(cls)
+    positional = [f for f in fields if f.positional]
+    usage = f"usage: {prog} [--config FILE.toml] [--key=value ...]"
+    if positional:
+        usage += f" [{positional[0].key.upper()}]"
+    lines = [usage, ""]
+    if description:
+        lines += [description.strip(), ""]
+    lines.append("options (defaults in brackets; a TOML file from --config is applied first):")
+    rows = []
+    for f in fields:
+        default = "required" if f.default is dataclasses.MISSING else _show(f.default)
+        rows.append((f"--{f.key}={_type_name(f.type)}", f"{f.help} [{default}]"))
+    rows.append(("--config=FILE", "read options from a TOML file (tables for nested configs)"))
+    rows.append(("-h, --help", "show this message and exit"))
+    width = min(max(len(r[0]) for r in rows) + 2, 40)
+    for left, right in rows:
+        if len(left) + 2 > width:
+            lines.append(f"  {left}")
+            lines.append(" " * (width + 2) + right)
+        else:
+            lines.append(f"  {left.ljust(width)}{right}")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a config (paths become strings, tuples lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def format_config(cfg: Any) -> str:
+    """One `key = value` line per leaf, for printing the resolved config at the start of a run."""
+    flat = _flatten_toml(config_to_dict(cfg))
+    width = max((len(k) for k in flat), default=0)
+    return "\n".join(f"  {k.ljust(width)} = {_show(v)}" for k, v in flat.items())

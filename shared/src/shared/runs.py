@@ -1,0 +1,203 @@
+"""A run folder: what a command writes, and how it reports progress.
+
+Every training command follows the same shape, so a learner always knows where to look:
+
+    run = Run.start("gpt", cfg)              # prints the resolved config, makes the folder
+    with run.progress(total=cfg.steps) as bar:
+        for step in range(cfg.steps):
+            ...
+            bar.advance(loss=loss, items=tokens_in_batch)   # loss and tokens/s on the bar
+            run.log(step, loss=loss, lr=lr)                  # one JSON line in metrics.jsonl
+    run.plot_metrics("loss.png", ["loss", "val_loss"])
+    run.finish()                                             # says where everything is
+
+    runs/<stage>/<name>/
+      config.json      the resolved config
+      metrics.jsonl    one JSON object per logged step
+      checkpoints/     see shared.checkpoint
+      *.png            plots
+
+The folder name defaults to the start time, so runs sort by age and never overwrite each other.
+"""
+
+import json
+import math
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared.atomic import temporary_beside, write_text_atomic
+from shared.config import config_to_dict, format_config
+from shared.errors import UsageError
+from shared.paths import runs_dir
+
+
+class Progress:
+    """A tqdm bar that shows the latest loss and the throughput (items per second)."""
+
+    def __init__(self, total: int | None, desc: str, unit: str = "step", item_name: str = "tok"):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        self.item_name = item_name
+        self._items = 0
+        self._start = time.perf_counter()
+
+    def advance(self, n: int = 1, loss: float | None = None, items: int = 0, **extra: Any) -> None:
+        self._items += items
+        postfix: dict[str, str] = {}
+        if loss is not None:
+            postfix["loss"] = f"{loss:.4f}"
+        if self._items:
+            rate = self._items / max(time.perf_counter() - self._start, 1e-9)
+            postfix[f"{self.item_name}/s"] = f"{rate:,.0f}"
+        postfix.update({k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in extra.items()})
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(n)
+
+    def write(self, message: str) -> None:
+        """Print a line above the bar without breaking it."""
+        self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Run:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.metrics_path = folder / "metrics.jsonl"
+        self.checkpoints = folder / "checkpoints"
+        self._start = time.perf_counter()
+
+    @classmethod
+    def start(cls, stage: str, config: Any, name: str | None = None, quiet: bool = False) -> "Run":
+        """Make runs/<stage>/<name>/, write config.json, and print the resolved config."""
+        if name is None:
+            name = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        if not name or "/" in name or name.startswith("."):
+            raise UsageError(f"run name {name!r} must be a plain folder name")
+        base = runs_dir() / stage
+        folder = base / name
+        suffix = 1
+        while folder.exists():  # two runs started in the same second
+            suffix += 1
+            folder = base / f"{name}-{suffix}"
+        folder.mkdir(parents=True)
+        write_text_atomic(folder / "config.json", json.dumps(config_to_dict(config), indent=2))
+        if not quiet:
+            print(f"{stage}: {type(config).__name__}", flush=True)
+            print(format_config(config), flush=True)
+            print(f"run folder: {folder}", flush=True)
+        return cls(folder)
+
+    @classmethod
+    def open(cls, stage: str, run: str | Path | None = None) -> "Run":
+        """An existing run: a path, a name under runs/<stage>/, or the latest one if None."""
+        if run is not None:
+            for candidate in (Path(run), runs_dir() / stage / str(run)):
+                if (candidate / "config.json").is_file():
+                    return cls(candidate)
+            raise UsageError(f"no run {str(run)!r} (looked in {runs_dir() / stage}/); see --help")
+        base = runs_dir() / stage
+        found = sorted(
+            (p for p in base.glob("*/config.json") if not p.parent.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not found:
+            raise UsageError(
+                f"no {stage} runs in {base}/ yet; train one first: uv run --package {stage} train"
+            )
+        return cls(found[-1].parent)
+
+    def config_dict(self) -> dict[str, Any]:
+        return json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+
+    def progress(self, total: int | None, desc: str = "train", **kwargs: Any) -> Progress:
+        return Progress(total, desc, **kwargs)
+
+    def log(self, step: int, **metrics: Any) -> None:
+        """Append one JSON line; NaN and infinities become null so the file stays valid JSON."""
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in metrics.items()
+        }
+        line = json.dumps({"step": step, "time": round(self.elapsed(), 3), **clean})
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        with open(self.metrics_path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def plot_metrics(
+        self, filename: str, keys: list[str], title: str = "", logy: bool = False
+    ) -> Path:
+        """Plot metrics.jsonl columns against step into one PNG."""
+        rows = self.metrics()
+        series = {}
+        for key in keys:
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                series[key] = ([s for s, _ in points], [v for _, v in points])
+        return save_line_plot(self.folder / filename, series, title=title, logy=logy)
+
+    def finish(self, extra: dict[str, Path] | None = None) -> None:
+        """Say where everything went."""
+        print(f"done in {self.elapsed():.1f}s; wrote {self.folder}/", flush=True)
+        for path in sorted(self.folder.iterdir()):
+            if not path.name.startswith("."):
+                print(f"  {path.name}{'/' if path.is_dir() else ''}", flush=True)
+        for label, path in (extra or {}).items():
+            print(f"  {label}: {path}", flush=True)
+
+
+def save_line_plot(
+    path: Path,
+    series: dict[str, tuple[list[float], list[float]]],
+    title: str = "",
+    xlabel: str = "step",
+    ylabel: str = "",
+    logy: bool = False,
+) -> Path:
+    """A PNG with one line per series, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, label=label, marker="." if len(xs) < 30 else None)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    if series:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = temporary_beside(path)
+    try:
+        fig.savefig(tmp, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,102 @@
+"""Run folders, metrics, plots, seeding and device selection."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from shared import seeding
+from shared.config import option
+from shared.errors import ConfigError, UsageError
+from shared.runs import Run
+
+
+@pytest.fixture(autouse=True)
+def runs_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+
+
+def _config():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        lr: float = option(0.5, "learning rate")
+
+    return Cfg()
+
+
+def test_run_folder_config_metrics_plot_and_summary(runs_in_tmp, capsys):
+    run = Run.start("demo", _config(), name="first")
+    with run.progress(total=3) as bar:
+        for step in range(3):
+            bar.advance(loss=1.0 / (step + 1), items=100)
+            run.log(step, loss=1.0 / (step + 1), val_loss=float("nan") if step else 2.0)
+    png = run.plot_metrics("loss.png", ["loss", "val_loss"], title="demo")
+    run.finish()
+    out = capsys.readouterr()
+    assert "lr = 0.5" in out.out and f"run folder: {runs_in_tmp / 'demo' / 'first'}" in out.out
+    assert "loss=0.3333" in out.err and "tok/s" in out.err  # the progress bar
+    assert json.loads((run.folder / "config.json").read_text()) == {"lr": 0.5}
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == [0, 1, 2] and rows[1]["val_loss"] is None
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 5_000
+    assert f"wrote {run.folder}/" in out.out and "loss.png" in out.out
+
+
+def test_same_name_twice_gets_a_new_folder_and_latest_finds_it(runs_in_tmp):
+    first = Run.start("demo", _config(), name="x", quiet=True)
+    second = Run.start("demo", _config(), name="x", quiet=True)
+    assert first.folder != second.folder and second.folder.name == "x-2"
+    assert Run.open("demo").folder == second.folder
+    assert Run.open("demo", "x").folder == first.folder
+
+
+def test_open_without_runs_says_how_to_make_one():
+    with pytest.raises(UsageError, match="no demo runs in .* train one first"):
+        Run.open("demo")
+    with pytest.raises(UsageError, match="no run 'nope'"):
+        Run.open("demo", "nope")
+
+
+def test_seed_everything_makes_numbers_repeat():
+    torch = pytest.importorskip("torch")
+    seeding.seed_everything(123)
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    seeding.seed_everything(123)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_rng_state_round_trips_through_json():
+    torch = pytest.importorskip("torch")
+    seeding.seed_everything(5)
+    state = json.loads(json.dumps(seeding.rng_state()))
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    seeding.set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_device_and_precision_choices():
+    pytest.importorskip("torch")
+    from shared.device import autocast, pick_device, resolve_precision
+
+    cpu = pick_device("cpu")
+    assert cpu.type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_precision("auto", cpu) == "bf16"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", cpu)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+            pick_device("cuda")
+    x = torch.ones(2, 2)
+    with autocast(cpu, "bf16"):
+        assert (x @ x).dtype == torch.bfloat16
+    with autocast(cpu, "fp32"):
+        assert (x @ x).dtype == torch.float32
