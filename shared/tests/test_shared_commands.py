@@ -126,7 +126,7 @@ def _make_workspace(root: Path) -> None:
             f'[project]\nname = "{stage}"\nversion = "0"\nrequires-python = ">=3.11"\n'
             'dependencies = ["shared"]\n'
             f'[project.entry-points."shared.commands"]\ntrain = "{stage}.cli:train"\n'
-            '[tool.uv.sources]\nshared = { workspace = true }\n' + build,
+            "[tool.uv.sources]\nshared = { workspace = true }\n" + build,
         )
         _write(root / stage / "src" / stage / "__init__.py", "")
         _write(

@@ -18,8 +18,6 @@ def runs_in_tmp(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-
-
 def _config():
     from dataclasses import dataclass
 

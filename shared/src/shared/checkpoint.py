@@ -72,7 +72,11 @@ def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, Any], Any]:
         if isinstance(node, Mapping):
             if all(isinstance(k, str) for k in node):
                 return {k: walk(v, f"{path}.{k}" if path else k) for k, v in node.items()}
-            return {"__items__": [[k, walk(v, f"{path}.{k}" if path else str(k))] for k, v in node.items()]}
+            return {
+                "__items__": [
+                    [k, walk(v, f"{path}.{k}" if path else str(k))] for k, v in node.items()
+                ]
+            }
         if isinstance(node, list | tuple):
             items = [walk(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(node)]
             return {"__tuple__": items} if isinstance(node, tuple) else items
@@ -212,7 +216,9 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{meta_path} is not valid JSON ({error}); the file is corrupt")
+        raise CheckpointError(
+            f"{meta_path} is not valid JSON ({error}); the file is corrupt"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{meta_path} has checkpoint format {meta.get('format')!r}, expected {FORMAT_VERSION}"

@@ -153,7 +153,9 @@ def choose_stage(command: str, argv: list[str]) -> tuple[str, list[str]]:
     if explicit is not None:
         stage = _normalize(explicit)
         if stage not in stages:
-            raise UsageError(f"stage {explicit!r} has no '{command}' command; choose from {choices}")
+            raise UsageError(
+                f"stage {explicit!r} has no '{command}' command; choose from {choices}"
+            )
         return stage, rest
     stage = stage_from_parent_processes()
     if stage is not None:
@@ -222,7 +224,7 @@ def encode() -> None:
 
 
 def list_commands() -> None:
-    """`stage-commands`: list what each stage offers; `stage-commands STAGE COMMAND ...` runs one."""
+    """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]
     if len(args) >= 2 and not args[0].startswith("-"):
         sys.exit(run_command(args[1], ["--stage", args[0], *args[2:]]))

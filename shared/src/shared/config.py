@@ -245,9 +245,7 @@ def config_from_dict(cls: type[C], flat_or_nested: dict[str, Any], source: str =
     return _build(cls, values)
 
 
-def parse_config(
-    cls: type[C], argv: list[str], prog: str = "command", description: str = ""
-) -> C:
+def parse_config(cls: type[C], argv: list[str], prog: str = "command", description: str = "") -> C:
     """Build `cls` from defaults, an optional `--config FILE`, and `--key=value` options.
 
     `--help` prints every field with its default and help line, then exits with status 0.

@@ -62,7 +62,7 @@ def _load_tinyshakespeare(folder: Path) -> dict[str, Any]:
 
 
 def _load_sst2(folder: Path) -> dict[str, Any]:
-    """`sentence<TAB>label` files as `datasets.Dataset`s with columns sentence (str), label (int)."""
+    """`sentence<TAB>label` files as `datasets.Dataset`s: columns sentence (str), label (int)."""
     import datasets as hf_datasets
 
     hf_datasets.disable_progress_bars()
@@ -173,7 +173,9 @@ REGISTRY: dict[str, DatasetSpec] = {
         "Over a Sentiment Treebank; GLUE benchmark (Wang et al. 2018)",
         files=(
             DataFile(
-                "train.tsv", "21309acb4ce7e2eef83c36eab5372d0c3b2167c14c4df4346252532a0f02a27d", None
+                "train.tsv",
+                "21309acb4ce7e2eef83c36eab5372d0c3b2167c14c4df4346252532a0f02a27d",
+                None,
             ),
             DataFile(
                 "dev.tsv", "fd62b25395e8c32d2330a48385992f6283eb2cae09d667b31baf925b24997e85", None
@@ -193,7 +195,8 @@ REGISTRY: dict[str, DatasetSpec] = {
     ),
     "pystdlib": DatasetSpec(
         name="pystdlib",
-        description="about 3 MB of this Python's own standard-library source (ASCII files, sorted); "
+        description="about 3 MB of this Python's own standard-library source (ASCII files, "
+        "sorted); "
         "first 90% train, last 10% val; always available offline",
         source="the running interpreter's standard library",
         attribution="Python Software Foundation, PSF License",

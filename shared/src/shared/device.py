@@ -35,7 +35,9 @@ def pick_device(name: str = "auto") -> Any:
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device expects auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+        raise ConfigError(
+            f"--device expects auto, cpu, cuda, cuda:N or mps, got {name!r}"
+        ) from None
 
 
 def bf16_supported(device: Any) -> bool:
@@ -47,7 +49,7 @@ def bf16_supported(device: Any) -> bool:
 
 
 def resolve_precision(precision: str, device: Any) -> str:
-    """"auto" becomes bf16 where the device has it, else fp32; fp16 only on CUDA."""
+    """ "auto" becomes bf16 where the device has it, else fp32; fp16 only on CUDA."""
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision == "bf16" and not bf16_supported(device):

@@ -53,7 +53,9 @@ class Progress:
         if self._items:
             rate = self._items / max(time.perf_counter() - self._start, 1e-9)
             postfix[f"{self.item_name}/s"] = f"{rate:,.0f}"
-        postfix.update({k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in extra.items()})
+        postfix.update(
+            {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in extra.items()}
+        )
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(n)
 
