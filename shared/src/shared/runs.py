@@ -60,8 +60,8 @@ class Progress:
         self.bar.update(n)
 
     def write(self, message: str) -> None:
-        """Print a line above the bar without breaking it."""
-        self.bar.write(message, file=sys.stderr)
+        """Print a line (to stdout) above the bar (on stderr) without breaking it."""
+        self.bar.write(message, file=sys.stdout)
 
     def close(self) -> None:
         self.bar.close()
