@@ -70,6 +70,10 @@ def test_overrides_in_every_spelling():
     assert cfg.run_name == "x" and cfg.out == Path("elsewhere")
 
 
+def test_empty_list_from_the_command_line():
+    assert parse_config(TrainConfig, ["--betas="]).betas == ()
+
+
 def test_bool_forms():
     assert parse_config(TrainConfig, ["--compile=false"]).compile is False
     assert parse_config(TrainConfig, ["--compile", "--lr=1"]).compile is True

@@ -131,7 +131,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         raise bad
     if origin in (list, tuple):
         (item,) = typing.get_args(hint)[:1]
-        items = value.split(",") if isinstance(value, str) else list(value)
+        if isinstance(value, str):  # "" is the empty list: --hidden= means no hidden layers
+            items = value.split(",") if value.strip() else []
+        else:
+            items = list(value)
         converted = [_convert(v.strip() if isinstance(v, str) else v, item, key) for v in items]
         return origin(c for c in converted if c != "")
     if hint is bool:
