@@ -11,8 +11,8 @@ every round (ours memoizes pre-token -> ids, which is part of what is measured).
 imported). The default, 1, compares single-thread speed, which is the fair comparison with our
 single-threaded Python; `--threads 0` leaves the library at its default (all cores).
 
-    uv run python tools/bench/tokenizers.py
-    uv run python tools/bench/tokenizers.py --vocab-size 8192 --rounds 5 --threads 0
+    uv run python tools/bench/tokenizers_vs_hf.py
+    uv run python tools/bench/tokenizers_vs_hf.py --vocab-size 8192 --rounds 5 --threads 0
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,10 +36,6 @@ def main() -> None:
     args = parse_args()
     if args.threads > 0:
         os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when the pool starts
-    # this file is itself called tokenizers.py: drop its folder from the path, or
-    # `import tokenizers` would import this script instead of the library
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     import tokenizers
 
     from shared import datasets
