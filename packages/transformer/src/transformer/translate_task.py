@@ -1,0 +1,372 @@
+"""The translation task (Multi30k German -> English) for the loop in loop.py.
+
+    uv run --package transformer train --task translation
+    uv run --package transformer eval --run RUN                  # test BLEU again
+    uv run --package transformer translate --run RUN "Zwei Hunde spielen im Schnee."
+
+Words come from the attention stage's tokenizer and vocabulary (attention.vocab: case kept,
+words seen fewer than `min_freq` times become <unk>), so the two stages' translators read the
+same data the same way and their BLEU scores compare. The loss is cross-entropy per target word
+with label smoothing (the paper's 0.1: the model is trained to put 90% on the right word and
+spread 10% over the rest, which hurts perplexity but helps BLEU). After every epoch: validation
+loss (which picks the best epoch, whose weights are kept) and greedy BLEU on the first
+`val_bleu_sentences` validation captions; at the end, BLEU on test_2016_flickr with beam
+search, printed with sacrebleu's signature, and samples.md with translations and references.
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attention.bleu import corpus_bleu
+from attention.vocab import BOS, PAD, Vocab, detokenize, tokenize
+from shared.atomic import write_text_atomic
+from shared.checkpoint import load_checkpoint
+from shared.config import config_from_dict, config_to_dict, option
+from shared.errors import ConfigError, UsageError
+from shared.runs import Run
+from shared.seeding import seed_everything
+from transformer.decoding import beam_search, greedy_decode
+from transformer.loop import LoopConfig, fit
+from transformer.positions import plot_sinusoidal
+from transformer.report import plot_curves
+from transformer.sst2 import length_grouped_batches
+from transformer.translator import TransformerTranslator, TranslatorConfig
+
+Pair = tuple[str, str]  # (German, English)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class TranslationConfig(LoopConfig):
+    """`train --task translation`: the loop's techniques plus data, decoding and the network."""
+
+    task: Literal["classification", "translation"] = option("translation", "what to train")
+    epochs: int = option(5, "passes over the training pairs")
+    batch_size: int = option(64, "sentence pairs per micro-batch")
+    train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
+    val_file: Path | None = option(None, "German<TAB>English validation pairs")
+    test_file: Path | None = option(None, "German<TAB>English test pairs")
+    min_freq: int = option(2, "keep words seen at least this often in training; others <unk>")
+    max_len: int = option(50, "drop training pairs with more words than this on either side")
+    max_train: int = option(0, "use only the first N training pairs (0: all)")
+    label_smoothing: float = option(0.1, "target probability spread over all words")
+    beam_size: int = option(5, "beam width for the final test BLEU (1: greedy)")
+    alpha: float = option(0.6, "beam search length penalty exponent (0: none)")
+    val_bleu_sentences: int = option(300, "validation captions translated (greedy) each epoch")
+    model: TranslatorConfig = option(TranslatorConfig, "the network")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.task != "translation":
+            raise ValueError("TranslationConfig is for --task=translation")
+        for name in ("min_freq", "max_len", "beam_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.max_train < 0 or self.val_bleu_sentences < 0:
+            raise ValueError("--max_train and --val_bleu_sentences must not be negative")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """`German<TAB>English` lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist; give a German<TAB>English file")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        de, tab, en = line.partition("\t")
+        if not tab:
+            raise UsageError(f"{path}:{number} is not `German<TAB>English`: {line[:60]!r}")
+        pairs.append((de, en))
+    return pairs
+
+
+def load_pairs(cfg: TranslationConfig) -> dict[str, list[Pair]]:
+    """{"train", "val", "test"} pairs from the files given, else Multi30k (test_2016_flickr)."""
+    files = (cfg.train_file, cfg.val_file, cfg.test_file)
+    if any(f is not None for f in files) and not all(f is not None for f in files):
+        raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
+    if cfg.train_file is not None:
+        data = {name: read_pairs(f) for name, f in zip(SPLITS, files, strict=True)}
+    else:
+        from shared import datasets
+
+        raw = datasets.load("multi30k")
+        data = {
+            name: list(zip(raw[split]["de"], raw[split]["en"], strict=True))
+            for name, split in zip(SPLITS, ("train", "val", "test_2016_flickr"), strict=True)
+        }
+    if cfg.max_train:
+        data["train"] = data["train"][: cfg.max_train]
+    return data
+
+
+def build_vocabs(pairs: Sequence[Pair], min_freq: int, joint: bool) -> tuple[Vocab, Vocab]:
+    """Source and target vocabularies; one joint vocabulary (twice) for shared embeddings."""
+    if joint:
+        both = Vocab.build(
+            [tokenize(s) for pair in pairs for s in pair], min_freq
+        )  # German and English words together
+        return both, both
+    src = Vocab.build((tokenize(de) for de, _ in pairs), min_freq)
+    tgt = Vocab.build((tokenize(en) for _, en in pairs), min_freq)
+    return src, tgt
+
+
+def encode_pairs(
+    pairs: Sequence[Pair], src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None
+) -> list[tuple[list[int], list[int]]]:
+    """(source ids, target ids + <eos>); with max_len, pairs longer than that (or empty) go."""
+    out = []
+    for de, en in pairs:
+        s, t = tokenize(de), tokenize(en)
+        if max_len is not None and not (0 < len(s) <= max_len and 0 < len(t) <= max_len):
+            continue
+        out.append((src_vocab.encode(s, eos=False) or [PAD], tgt_vocab.encode(t)))
+    return out
+
+
+def pad(seqs: Sequence[list[int]]) -> Tensor:
+    longest = max(len(s) for s in seqs)
+    return torch.tensor([s + [PAD] * (longest - len(s)) for s in seqs])  # (B, longest)
+
+
+def collate_pairs(examples: Sequence[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
+    """src (B, S); tgt_in (B, T) = <bos> y1 .. y_{T-1}; tgt_out (B, T) = y1 .. <eos>."""
+    src = pad([s for s, _ in examples])  # (B, S)
+    tgt = pad([[BOS, *t] for _, t in examples])  # (B, T + 1)
+    return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+
+
+def translate_batch(
+    model: TransformerTranslator,
+    sentences: Sequence[str],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    beam_size: int = 1,
+    alpha: float = 0.6,
+    batch_size: int = 128,
+    device: Any = "cpu",
+) -> list[str]:
+    """German sentences -> detokenized English; greedy in batches, or beam search one by one."""
+    was_training = model.training
+    model.eval()
+    ids = [src_vocab.encode(tokenize(s), eos=False) or [PAD] for s in sentences]
+    outputs: list[list[int]] = [[] for _ in ids]
+    if beam_size == 1:
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            decoded = greedy_decode(model, pad([ids[i] for i in chunk]).to(device))
+            for i, out in zip(chunk, decoded, strict=True):
+                outputs[i] = out
+    else:
+        for i, src in enumerate(ids):
+            outputs[i], _ = beam_search(model, torch.tensor(src, device=device), beam_size, alpha)
+    model.train(was_training)
+    return [detokenize(tgt_vocab.decode(out)) for out in outputs]
+
+
+class TranslationTask:
+    # Greedy BLEU on a few hundred captions moves by a point or two from noise alone; the loss
+    # on all validation captions is a steadier guide to the best epoch.
+    best_metric = "val_loss"
+    higher_is_better = False
+
+    def __init__(self, cfg: TranslationConfig, data: dict[str, list[Pair]], src: Vocab, tgt: Vocab):
+        self.cfg, self.data, self.src_vocab, self.tgt_vocab = cfg, data, src, tgt
+        self.train = encode_pairs(data["train"], src, tgt, cfg.max_len)
+        self.val = encode_pairs(data["val"], src, tgt)
+        self.lengths = [len(s) + len(t) for s, t in self.train]
+        self.device: Any = "cpu"
+
+    def n_batches(self) -> int:
+        return -(-len(self.train) // self.cfg.batch_size)
+
+    def train_batches(self, epoch: int):
+        for indices in length_grouped_batches(
+            self.lengths, self.cfg.batch_size, self.cfg.seed, epoch
+        ):
+            yield collate_pairs([self.train[i] for i in indices])
+
+    def count(self, batch: dict[str, Tensor]) -> int:
+        return int((batch["tgt_out"] != PAD).sum())  # target words: the loss averages over them
+
+    def to_device(self, batch: dict[str, Tensor], device: Any) -> dict[str, Tensor]:
+        self.device = device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], smoothing: float | None = None):
+        logits = model(batch["src"], batch["tgt_in"])  # (B, T, V)
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["tgt_out"].flatten(),  # (B*T, V), (B*T,)
+            ignore_index=PAD,
+            label_smoothing=self.cfg.label_smoothing if smoothing is None else smoothing,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        loss_sum, words = 0.0, 0
+        for start in range(0, len(self.val), 256):
+            batch = self.to_device(collate_pairs(self.val[start : start + 256]), self.device)
+            n = self.count(batch)
+            loss_sum += float(self.loss(model, batch, smoothing=0.0)) * n
+            words += n
+        pairs = self.data["val"][: self.cfg.val_bleu_sentences]
+        metrics = {"val_loss": loss_sum / max(words, 1)}
+        if pairs:
+            hyps = translate_batch(
+                model, [de for de, _ in pairs], self.src_vocab, self.tgt_vocab, device=self.device
+            )
+            metrics["val_bleu"] = corpus_bleu(hyps, [en for _, en in pairs])
+        return metrics
+
+
+def bleu_signature() -> str:
+    """sacrebleu's description of its settings (sacrebleu >= 2.5 wants a scored corpus first)."""
+    import sacrebleu
+
+    metric = sacrebleu.BLEU()
+    metric.corpus_score(["a"], [["a"]])
+    return str(metric.get_signature())
+
+
+def build_model(cfg: TranslationConfig, src: Vocab, tgt: Vocab) -> TransformerTranslator:
+    return TransformerTranslator(cfg.model, len(src), len(tgt), pad_id=PAD)
+
+
+def test_bleu(
+    model: TransformerTranslator,
+    pairs: Sequence[Pair],
+    src: Vocab,
+    tgt: Vocab,
+    beam_size: int,
+    alpha: float,
+    device: Any,
+    batch_size: int = 128,
+) -> tuple[float, list[str], float]:
+    """(BLEU, hypotheses, seconds) on `pairs`."""
+    start = time.perf_counter()
+    hyps = translate_batch(
+        model, [de for de, _ in pairs], src, tgt, beam_size, alpha, batch_size, device
+    )
+    return corpus_bleu(hyps, [en for _, en in pairs]), hyps, time.perf_counter() - start
+
+
+def write_samples(path: Path, pairs: Sequence[Pair], hyps: Sequence[str], n: int = 20) -> None:
+    lines = ["# Test translations (first captions of the test split)", ""]
+    for (de, en), hyp in list(zip(pairs, hyps, strict=True))[:n]:
+        lines += [f"- de:  {de}", f"  ref: {en}", f"  out: {hyp}", ""]
+    write_text_atomic(path, "\n".join(lines))
+
+
+def train_translator(cfg: TranslationConfig, run: Run, data: dict[str, list[Pair]]) -> dict:
+    """Train, keep the best checkpoint, then report test BLEU (greedy and beam)."""
+    seed_everything(cfg.seed)
+    src, tgt = build_vocabs(data["train"], cfg.min_freq, cfg.model.share_embeddings)
+    src.save(run.folder / "src_vocab.json")
+    tgt.save(run.folder / "tgt_vocab.json")
+    model = build_model(cfg, src, tgt)
+    plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
+    task = TranslationTask(cfg, data, src, tgt)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{len(task.train):,} training pairs, vocabularies {len(src):,} (de) / {len(tgt):,} (en), "
+        f"{n_params:,} parameters",
+        flush=True,
+    )
+    meta = {"config": config_to_dict(cfg)}
+    result = fit(task, model, cfg, run, task.n_batches(), meta=meta, items_name="tok")
+
+    best = load_checkpoint(run.checkpoints / "best", framework="torch")
+    model.load_state_dict(best.model)
+    model.to(task.device)
+    greedy, _, greedy_s = test_bleu(model, data["test"], src, tgt, 1, cfg.alpha, task.device)
+    bleu, hyps, beam_s = test_bleu(
+        model, data["test"], src, tgt, cfg.beam_size, cfg.alpha, task.device
+    )
+    write_samples(run.folder / "samples.md", data["test"], hyps)
+    summary = {
+        "test_bleu": bleu, "test_bleu_greedy": greedy, "beam_size": cfg.beam_size,
+        "best_epoch": result.best_epoch, "train_minutes": result.seconds / 60,
+        "decode_seconds_greedy": greedy_s, "decode_seconds_beam": beam_s,
+        "signature": bleu_signature(),
+    }  # fmt: skip
+    write_text_atomic(run.folder / "results.json", json.dumps(summary, indent=2))
+    plot_curves(run, "val_bleu")
+    print(
+        f"test BLEU {bleu:.2f} (beam {cfg.beam_size}), {greedy:.2f} (greedy); best epoch "
+        f"{result.best_epoch}, trained {result.seconds / 60:.1f} min; {bleu_signature()}",
+        flush=True,
+    )
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Using a finished run
+
+
+def load_translation_run(run: Run, device: Any = "cpu"):
+    """(config, model, source vocab, target vocab) of a finished run, checked."""
+    cfg = config_from_dict(TranslationConfig, run.config_dict(), f"{run.folder}/config.json")
+    paths = [run.folder / "src_vocab.json", run.folder / "tgt_vocab.json"]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]} is missing: is {run.folder} a finished translation run?")
+    src, tgt = Vocab.load(paths[0]), Vocab.load(paths[1])
+    model = build_model(cfg, src, tgt)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    checkpoint = load_checkpoint(run.checkpoints / "best", expected, framework="torch")
+    model.load_state_dict(checkpoint.model)
+    return cfg, model.to(device).eval(), src, tgt
+
+
+def evaluate_translation_run(
+    run: Run, data: Path | None, beam_size: int, batch_size: int, device_name: str
+) -> None:
+    from shared.device import pick_device
+
+    device = pick_device(device_name)
+    cfg, model, src, tgt = load_translation_run(run, device)
+    if data is not None:
+        pairs, source = read_pairs(data), str(data)
+    elif cfg.test_file is not None:
+        pairs, source = read_pairs(cfg.test_file), str(cfg.test_file)
+    else:
+        from shared import datasets
+
+        raw = datasets.load("multi30k")["test_2016_flickr"]
+        pairs, source = list(zip(raw["de"], raw["en"], strict=True)), "Multi30k test_2016_flickr"
+    beam = beam_size or cfg.beam_size
+    bleu, _, seconds = test_bleu(model, pairs, src, tgt, beam, cfg.alpha, device, batch_size)
+    print(f"run: {run.folder}")
+    print(f"{source}: BLEU {bleu:.2f} with beam {beam} ({len(pairs)} sentences, {seconds:.0f}s)")
+    print(bleu_signature())
+
+
+def translate_text(run: Run, text: str, beam_size: int = 0, device_name: str = "cpu") -> str:
+    from shared.device import pick_device
+
+    device = pick_device(device_name)
+    cfg, model, src, tgt = load_translation_run(run, device)
+    beam = beam_size or cfg.beam_size
+    return translate_batch(model, [text], src, tgt, beam, cfg.alpha, device=device)[0]
