@@ -1,0 +1,411 @@
+"""`uv run --package gpt train | sample | eval`: a GPT on Shakespeare in a minute and a half.
+
+    uv run --package gpt train                          # char-level, ~90 s on a 2-core CPU
+    uv run --package gpt train --tokenizer=bpe --model.variant=gpt2 --time-limit=300
+    uv run --package gpt train --resume=RUN --max-iters=2000    # continue a run exactly
+    uv run --package gpt sample --prompt="ROMEO:" --temperature=0.8 --top-k=40
+    uv run --package gpt eval                           # val loss and perplexity of the latest run
+    uv run --package gpt eval --text-file=my.txt        # ... on any text
+
+`train` writes runs/gpt/<name>/: config.json, metrics.jsonl, loss.png, tokenizer/tokenizer.json
+and checkpoints/final (model and optimizer in safetensors, everything else in meta.json: the
+model config, a reference to the tokenizer, the step, the elapsed time, every RNG state).
+`sample` and `eval` read the latest run unless given `--run`.
+"""
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from gpt.data import (
+    TokenData,
+    load_text,
+    make_tokenizer,
+    sequential_windows,
+    tokenizer_reference,
+)
+from gpt.generate import TextStreamer, generate
+from gpt.model import GPT, GPTConfig
+from gpt.train import LMTask, LoopState, TrainConfig, make_optimizer, train_loop
+from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
+from shared.device import autocast, pick_device, resolve_precision
+from shared.errors import CheckpointError, UsageError
+from shared.runs import Run
+from shared.seeding import rng_state, seed_everything, set_rng_state
+from tokenizers_fromscratch import Tokenizer, load_tokenizer
+
+STAGE = "gpt"
+
+__all__ = ["EvalConfig", "SampleConfig", "TrainConfig", "evaluate", "sample", "train"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints of a run
+
+
+def latest_checkpoint(ref: str | Path | None) -> Path:
+    """A checkpoint folder from a checkpoint path, a run (name or folder), or the latest run."""
+    if ref is not None and (Path(ref) / "meta.json").is_file():
+        return Path(ref)
+    run = Run.open(STAGE, ref)
+    found = [p for p in run.checkpoints.glob("*") if (p / "meta.json").is_file()]
+    if not found:
+        raise CheckpointError(
+            f"run {run.folder} has no checkpoint yet (was it interrupted before the first one?)"
+        )
+    return max(found, key=lambda p: read_meta(p).get("step", 0))
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    return checkpoint.parent.parent  # runs/gpt/<name>/checkpoints/<checkpoint>
+
+
+def comparable(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The fields that decide the weights (not which attention kernel computes them)."""
+    return {k: v for k, v in model_cfg.items() if k != "fused_attention"}
+
+
+def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Path) -> None:
+    """Refuse a checkpoint made with another model config or tokenizer, naming the difference."""
+    saved_tok, ours_tok = meta.get("tokenizer", {}), tokenizer_reference(tok)
+    if saved_tok != ours_tok:
+        raise CheckpointError(
+            f"checkpoint {where} was trained with tokenizer {saved_tok}, not {ours_tok}; "
+            f"use the tokenizer saved with its run (and the same --tokenizer)"
+        )
+    saved, ours = comparable(meta.get("model", {})), comparable(asdict(model_cfg))
+    diff = [
+        f"{k}={saved.get(k)!r} (asked: {ours.get(k)!r})" for k in ours if saved.get(k) != ours[k]
+    ]
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {where} has another model config: {', '.join(diff[:3])}; "
+            f"resume with the run's own --model options"
+        )
+
+
+def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenizer, dict, Path]:
+    """The model, tokenizer and meta of a run's latest checkpoint, each checked against the rest."""
+    folder = latest_checkpoint(ref)
+    meta = read_meta(folder)
+    tok_dir = run_folder_of(folder) / "tokenizer"
+    tok = load_tokenizer(tok_dir)
+    try:
+        model_cfg = GPTConfig(**meta["model"])
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{folder}/meta.json has no usable model config ({error})") from None
+    check_compatible(meta, model_cfg, tok, folder)
+    model = GPT(model_cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    checkpoint = load_checkpoint(folder, expected=expected, framework="torch")
+    model.load_state_dict(checkpoint.model)
+    return model.to(device).eval(), tok, meta, folder
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def set_threads(requested: int) -> str:
+    """Use `requested` CPU threads, or with 0 as many as the load average leaves free.
+
+    torch's CPU ops split work over OpenMP threads that wait for each other at every op. When
+    another process holds one of the cores, every op waits for the thread stuck behind it:
+    measured on a busy 2-core machine, 2 threads trained 7x slower than 1. So `--threads=0`
+    counts the cores the last minute's load average leaves idle (at least 1).
+    """
+    cores = torch.get_num_threads()
+    if requested:
+        torch.set_num_threads(requested)
+        return f"{requested} threads"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return f"{cores} threads"
+    free = max(1, min(cores, int(cores - load + 0.5)))
+    torch.set_num_threads(free)
+    if free < cores:
+        return f"{free} of {cores} threads (load average {load:.1f}; --threads=N to override)"
+    return f"{cores} threads"
+
+
+def _given_keys(argv: list[str]) -> set[str]:
+    """Option names set explicitly on the command line or in a --config file."""
+    keys: set[str] = set()
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        name = arg[2:].split("=", 1)[0].replace("-", "_")
+        if name == "config":
+            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
+            keys |= set(load_toml(Path(path)))
+        keys.add(name[3:] if name.startswith("no_") else name)
+    return keys
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        flat |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
+    return flat
+
+
+def resume_config(cfg: TrainConfig, argv: list[str], meta: dict, where: Path) -> TrainConfig:
+    """The resumed run's config: the checkpoint's own, with what this command line sets on top."""
+    saved = _flatten(meta.get("config", {}))
+    ours = _flatten(config_to_dict(cfg))
+    given = _given_keys(argv)
+    merged = {k: (ours[k] if k in given else saved.get(k, ours[k])) for k in ours}
+    merged["resume"] = cfg.resume
+    return config_from_dict(TrainConfig, merged, source=f"{where}/meta.json")
+
+
+def train(argv: list[str]) -> None:
+    cfg = parse_config(TrainConfig, argv, prog="gpt train", description=__doc__.split("\n\n")[0])
+    resume_from, resume_meta = None, None
+    if cfg.resume:
+        resume_from = latest_checkpoint(cfg.resume)
+        resume_meta = read_meta(resume_from)
+        cfg = resume_config(cfg, argv, resume_meta, resume_from)
+    threads_note = set_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+
+    # Data and tokenizer first: a missing dataset leaves no half-made run folder behind.
+    if cfg.text_file is not None:
+        try:
+            text = cfg.text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read --text-file {cfg.text_file}: {error}") from None
+        cut = int(len(text) * 0.9)
+        splits, dataset = {"train": text[:cut], "val": text[cut:]}, str(cfg.text_file)
+    else:
+        splits, dataset = load_text(cfg.dataset)
+    if resume_from is not None:
+        tok = load_tokenizer(run_folder_of(resume_from) / "tokenizer")
+        if tok.kind != cfg.tokenizer:
+            raise CheckpointError(
+                f"checkpoint {resume_from} was trained with a {tok.kind} tokenizer, "
+                f"not --tokenizer={cfg.tokenizer}"
+            )
+    else:
+        tok = make_tokenizer(cfg.tokenizer, splits["train"] + splits["val"], cfg.bpe_vocab_size)
+    data = TokenData.from_text(splits, tok)
+
+    seed_everything(cfg.seed)
+    model_cfg = cfg.model.gpt_config(tok.vocab_size, device.type)
+    task = LMTask(data, model_cfg, cfg.batch_size)
+    model = task.build_model().to(device)
+    optimizer = make_optimizer(model, cfg)
+    state = LoopState(generator=torch.Generator().manual_seed(cfg.seed))
+    earlier_metrics: list[dict] = []
+    if resume_from is not None:
+        check_compatible(resume_meta, model_cfg, tok, resume_from)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        ckpt = load_checkpoint(resume_from, expected=expected, framework="torch")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        state.step, state.elapsed = ckpt.meta["step"], ckpt.meta["elapsed"]
+        state.generator.set_state(torch.tensor(ckpt.meta["data_generator"], dtype=torch.uint8))
+        set_rng_state(ckpt.meta["rng"])
+        earlier_metrics = [m for m in Run(run_folder_of(resume_from)).metrics()]
+        earlier_metrics = [m for m in earlier_metrics if m["step"] <= state.step]
+
+    run = Run.start(STAGE, cfg, name=cfg.run_name)
+    tok.save(run.folder / "tokenizer")
+    if earlier_metrics:  # the resumed run's curve starts where the old one stopped
+        with open(run.metrics_path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(m) + "\n" for m in earlier_metrics)
+    n_params = model.num_parameters()
+    print(
+        f"{dataset}: {len(data.train):,} train / {len(data.val):,} val tokens "
+        f"({tok.kind} tokenizer, vocabulary {tok.vocab_size}); model {n_params:,} parameters "
+        f"({model.num_parameters(non_embedding=True):,} without embeddings); "
+        f"{precision} on {device}, {threads_note}",
+        flush=True,
+    )
+    if resume_from is not None:
+        print(f"resumed from {resume_from} at step {state.step}", flush=True)
+
+    def checkpoint_meta(extra: dict | None = None) -> dict:
+        return {
+            "config": config_to_dict(cfg),
+            "model": asdict(model_cfg),
+            "tokenizer": tokenizer_reference(tok),
+            "dataset": dataset,
+            "step": state.step,
+            "elapsed": state.elapsed,
+            "data_generator": state.generator.get_state().tolist(),
+            "rng": rng_state(),
+            **(extra or {}),
+        }
+
+    def save(s: LoopState, name: str | None = None, extra: dict | None = None) -> Path:
+        return save_checkpoint(
+            run.checkpoints / (name or f"step_{s.step:06d}"),
+            model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            meta=checkpoint_meta(extra),
+        )
+
+    forward_model = torch.compile(model) if cfg.compile else model
+    state = train_loop(
+        task, model, optimizer, cfg, run, state, device, precision, save, forward_model
+    )
+
+    def precision_ctx():
+        return autocast(device, precision)
+
+    val_loss = task.evaluate(model, data.val.to(device), precision_ctx)
+    run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
+    unit = "char" if tok.kind == "char" else "token"
+    print(
+        f"after {state.step} steps ({state.elapsed:.0f}s of training): val loss {val_loss:.4f} "
+        f"nats/{unit} ({val_loss / math.log(2):.3f} bits/{unit}, perplexity "
+        f"{math.exp(val_loss):.2f}) over all {len(data.val):,} validation tokens",
+        flush=True,
+    )
+    checkpoint = save(state, "final", {"val_loss": val_loss})
+    run.plot_metrics(
+        "loss.png",
+        ["loss", "train_loss", "val_loss"],
+        title=f"{model_cfg.n_layer}x{model_cfg.n_embd} {cfg.model.variant} GPT on {dataset}",
+    )
+    if cfg.sample_length:
+        prompt = tok.encode("\n") if "\n" in splits["train"] else [0]
+        out = generate(
+            model,
+            torch.tensor([prompt], device=device),
+            cfg.sample_length,
+            temperature=cfg.sample_temperature,
+            seed=cfg.seed,
+        )
+        text = tok.decode(out[0, len(prompt) :].tolist())
+        print(f"--- sample (temperature {cfg.sample_temperature}) ---\n{text}\n---", flush=True)
+    run.finish({"checkpoint": checkpoint})
+
+
+# ----------------------------------------------------------------------------------------------
+# sample
+
+
+@dataclass
+class SampleConfig:
+    run: str | None = option(None, "run name, run folder or checkpoint (default: the latest run)")
+    prompt: str = option("\n", "text to continue (\\n for a newline)")
+    max_new_tokens: int = option(500, "tokens to generate")
+    temperature: float = option(0.8, "below 1: safer and more repetitive; 0: always the likeliest")
+    top_k: int | None = option(None, "sample only among the k likeliest tokens")
+    top_p: float | None = option(
+        None, "sample among the fewest tokens holding this much probability"
+    )
+    repetition_penalty: float = option(
+        1.0, "above 1: tokens already in the text become less likely"
+    )
+    stop: tuple[str, ...] = option((), "stop at any of these strings (comma-separated; \\n ok)")
+    num_samples: int = option(1, "independent samples of the same prompt (a batch)")
+    seed: int = option(0, "random seed: the same seed gives the same text")
+    no_cache: bool = option(False, "recompute the whole context every token (slow; for comparison)")
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.max_new_tokens < 0 or self.num_samples < 1:
+            raise ValueError("--temperature, --max-new-tokens must be >= 0, --num-samples >= 1")
+        if self.repetition_penalty <= 0:
+            raise ValueError(
+                f"--repetition-penalty must be positive, got {self.repetition_penalty}"
+            )
+
+
+def sample(argv: list[str]) -> None:
+    cfg = parse_config(
+        SampleConfig, argv, prog="gpt sample", description="Generate text from a trained run."
+    )
+    device = pick_device(cfg.device)
+    model, tok, meta, folder = load_run_model(cfg.run, device)
+    prompt_text = cfg.prompt.replace("\\n", "\n")
+    prompt = tok.encode(prompt_text) if prompt_text else [0]
+    if not prompt:
+        raise UsageError(f"the prompt {cfg.prompt!r} encodes to no tokens")
+    print(f"# {folder} (step {meta.get('step')}), seed {cfg.seed}", file=sys.stderr, flush=True)
+    idx = torch.tensor([prompt] * cfg.num_samples, device=device)  # (N, P)
+    stream = TextStreamer(tok.decode) if cfg.num_samples == 1 else None
+    if stream is not None:
+        sys.stdout.write(prompt_text)
+    out = generate(
+        model,
+        idx,
+        cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+        stop=[stop.replace("\\n", "\n") for stop in cfg.stop] or None,
+        decode=tok.decode,
+        seed=cfg.seed,
+        stream=stream,
+        use_cache=not cfg.no_cache,
+    )
+    if stream is not None:
+        stream.end()
+        return
+    for i, row in enumerate(out.tolist()):
+        print(f"--- sample {i + 1} ---\n{prompt_text}{tok.decode(row[len(prompt) :])}")
+
+
+# ----------------------------------------------------------------------------------------------
+# eval
+
+
+@dataclass
+class EvalConfig:
+    run: str | None = option(None, "run name, run folder or checkpoint (default: the latest run)")
+    split: Literal["val", "train"] = option("val", "which split of the run's dataset")
+    text_file: Path | None = option(None, "evaluate on this UTF-8 text file instead")
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 where supported")
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+
+
+def evaluate(argv: list[str]) -> None:
+    cfg = parse_config(
+        EvalConfig, argv, prog="gpt eval", description="Loss and perplexity of a trained run."
+    )
+    device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model, tok, meta, folder = load_run_model(cfg.run, device)
+    if cfg.text_file is not None:
+        try:
+            text, source = cfg.text_file.read_text(encoding="utf-8"), str(cfg.text_file)
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read --text-file {cfg.text_file}: {error}") from None
+    else:
+        dataset = meta.get("dataset", "tinyshakespeare")
+        if Path(dataset).is_file():
+            text = Path(dataset).read_text(encoding="utf-8")
+            cut = int(len(text) * 0.9)
+            text = text[:cut] if cfg.split == "train" else text[cut:]
+        else:
+            text = load_text(dataset)[0][cfg.split]
+        source = f"{dataset} {cfg.split}"
+    ids = torch.tensor(tok.encode(text), dtype=torch.long, device=device)
+    if len(ids) <= model.config.block_size:
+        raise UsageError(
+            f"{source} has {len(ids)} tokens; evaluation needs more than the block size "
+            f"({model.config.block_size})"
+        )
+    task = LMTask(TokenData(ids, ids), model.config, batch_size=64)
+    loss = task.evaluate(model, ids, lambda: autocast(device, precision))
+    n = sum(y.numel() for _, y in sequential_windows(ids, model.config.block_size, 64))
+    print(f"run: {run_folder_of(folder)} (checkpoint {folder.name}, step {meta.get('step')})")
+    print(
+        f"{source}: loss {loss:.4f} nats/token, perplexity {math.exp(loss):.2f}, "
+        f"{loss / math.log(2):.3f} bits/token over {n:,} tokens "
+        f"({len(text) / len(ids):.2f} characters per token, {precision})"
+    )

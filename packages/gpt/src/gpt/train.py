@@ -1,0 +1,307 @@
+"""Training a GPT on text: the task (what to learn) apart from the loop (how to learn it).
+
+`LMTask` is everything about language modelling and nothing about optimisation: it builds the
+model, draws batches, computes the loss and evaluates. `train_loop` is the plain loop that
+drives it; `training_kit` (a later stage) can run the same task under Accelerate or DeepSpeed.
+
+    for step in range(...):                        until --max-iters or --time-limit
+        lr = learning_rate(cfg, step, elapsed)     linear warmup, then cosine (or linear) decay
+        x, y = task.batch("train", generator)      B random windows of T tokens
+        with autocast(bf16):                       matmuls in bfloat16, weights in float32
+            loss = task.loss(model, (x, y))        mean next-token cross-entropy
+        loss.backward(); clip_grad_norm_(1.0); optimizer.step()
+        every --eval-interval steps: train and val loss on --eval-iters batches each
+
+Why a schedule that follows the clock: with a time budget the number of steps is unknown in
+advance, so the decay runs on `max(step / max_iters, elapsed / time_limit)`: the learning rate
+always reaches its minimum as the budget ends, on a fast machine or a slow one. With a step
+budget alone (`--time-limit=0 --max-iters=N`), every step's learning rate depends on the step
+only, which is what makes a resumed run repeat the uninterrupted one exactly (tested).
+
+Why AdamW with weight decay on the matrices only: biases, norm gains and embeddings are not
+the weights that overfit by growing (as in the transformer stage's loop).
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gpt.data import TokenData, sequential_windows
+from gpt.model import GPT, GPTConfig, lm_loss
+from shared.config import option
+from shared.device import autocast
+from shared.runs import Run
+
+
+@dataclass
+class ModelOptions:
+    """The network: `--model.variant` picks the family, the rest its size and details."""
+
+    variant: Literal["gpt2", "modern"] = option(
+        "modern", "gpt2: learned positions, LayerNorm, GELU, biases; modern: RoPE, RMSNorm, SwiGLU"
+    )
+    n_layer: int = option(4, "transformer blocks")
+    n_head: int = option(4, "attention heads")
+    n_kv_head: int | None = option(None, "key/value heads (fewer than n_head: grouped-query)")
+    n_embd: int = option(128, "width of the residual stream")
+    block_size: int = option(128, "context length in tokens")
+    mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)")
+    dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)")
+    tie_embeddings: bool = option(True, "share the input embedding with the output layer")
+    pos: Literal["learned", "rope"] | None = option(None, "override the variant's positions")
+    norm: Literal["layernorm", "rmsnorm"] | None = option(None, "override the variant's norm")
+    activation: Literal["gelu_tanh", "gelu", "relu", "swiglu"] | None = option(
+        None, "override the variant's MLP activation"
+    )
+    bias: bool | None = option(None, "override the variant's biases")
+    rope_theta: float = option(10000.0, "RoPE base")
+    attention: Literal["auto", "fused", "naive"] = option(
+        "auto",
+        "fused: torch's kernel; naive: matmul + softmax; auto: naive on CPU, where it trains "
+        "faster at this size (README), fused elsewhere",
+    )
+
+    def gpt_config(self, vocab_size: int, device_type: str = "cpu") -> GPTConfig:
+        make = GPTConfig.gpt2 if self.variant == "gpt2" else GPTConfig.modern
+        overrides = {
+            k: getattr(self, k)
+            for k in ("pos", "norm", "activation", "bias")
+            if getattr(self, k) is not None
+        }
+        fused = self.attention == "fused" or (self.attention == "auto" and device_type != "cpu")
+        return make(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_kv_head=self.n_kv_head,
+            n_embd=self.n_embd,
+            mlp_hidden=self.mlp_hidden,
+            dropout=self.dropout,
+            tie_embeddings=self.tie_embeddings,
+            rope_theta=self.rope_theta,
+            fused_attention=fused,
+            **overrides,
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Everything `gpt train` can be told; the defaults are tuned for 90 s on a 2-core CPU."""
+
+    dataset: Literal["tinyshakespeare", "pystdlib"] = option(
+        "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
+    )
+    text_file: Path | None = option(None, "train on this UTF-8 file instead (first 90%: train)")
+    tokenizer: Literal["char", "bpe"] = option(
+        "char", "char: one id per character; bpe: byte-level"
+    )
+    bpe_vocab_size: int = option(512, "vocabulary of the BPE tokenizer (trained for the run)")
+    model: ModelOptions = option(ModelOptions, "the network")
+    batch_size: int = option(32, "windows per optimizer step (B); tokens/step = B x block_size")
+    max_iters: int = option(0, "stop after this many steps (0: only the time limit)")
+    time_limit: float = option(80.0, "seconds of training before the final evaluation (0: none)")
+    optimizer: Literal["adamw", "sgd"] = option("adamw", "update rule")
+    lr: float = option(3e-3, "peak learning rate")
+    min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio")
+    warmup_iters: int = option(50, "steps of linear warmup from lr / warmup_iters")
+    decay: Literal["cosine", "linear", "constant"] = option("cosine", "shape of the decay")
+    weight_decay: float = option(0.1, "AdamW's decoupled weight decay (matrices only)")
+    beta1: float = option(0.9, "AdamW: momentum of the gradient average")
+    beta2: float = option(0.99, "AdamW: of the squared-gradient average (0.99 suits small batches)")
+    momentum: float = option(0.9, "SGD only: momentum")
+    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)")
+    eval_interval: int = option(100, "estimate train and val loss every N steps")
+    eval_iters: int = option(4, "batches per split in each scheduled estimate")
+    checkpoint_interval: int = option(
+        0, "also save a checkpoint every N steps (0: only at the end)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast if supported")
+    device: str = option("auto", "cpu, cuda, mps or auto")
+    threads: int = option(0, "torch CPU threads (0: the cores the load average leaves idle)")
+    compile: bool = option(False, "torch.compile the model (pays off only for long runs)")
+    seed: int = option(1337, "seeds the weights, the batches and the final sample")
+    sample_length: int = option(300, "tokens to print from the model at the end (0: none)")
+    sample_temperature: float = option(0.8, "temperature of that sample")
+    resume: str | None = option(None, "continue a run (name, folder, or checkpoint folder)")
+    run_name: str | None = option(None, "name of the run folder (default: the start time)")
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_interval", "eval_iters", "bpe_vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.time_limit <= 0 and self.max_iters <= 0:
+            raise ValueError("set --time-limit or --max-iters (or both): training needs an end")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("--lr must be positive and --min-lr-ratio in [0, 1]")
+        for name in ("max_iters", "time_limit", "grad_clip", "threads", "warmup_iters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
+        self.model.gpt_config(vocab_size=2)  # checks the model options now, not after loading
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+
+
+@dataclass
+class LMTask:
+    """Next-token prediction on a tokenized text: model factory, batches, loss, evaluation."""
+
+    data: TokenData
+    model_config: GPTConfig
+    batch_size: int
+
+    def build_model(self) -> GPT:
+        return GPT(self.model_config)
+
+    def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.data.batch(split, self.batch_size, self.model_config.block_size, generator)
+
+    def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch  # (B, T) each
+        return lm_loss(model(x), y)  # () mean over B * T predictions
+
+    @torch.no_grad()
+    def estimate(self, model: torch.nn.Module, iters: int, seed: int, precision_ctx) -> dict:
+        """Mean loss on `iters` random batches of each split; the same batches every time."""
+        was_training = model.training
+        model.eval()
+        out = {}
+        for split in ("train", "val"):
+            g = torch.Generator().manual_seed(seed)
+            losses = []
+            for _ in range(iters):
+                with precision_ctx():
+                    losses.append(self.loss(model, self.batch(split, g)).item())
+            out[split] = sum(losses) / len(losses)
+        model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, ids: Tensor, precision_ctx) -> float:
+        """Exact mean loss over every non-overlapping window of `ids` (e.g. the whole val split)."""
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        for x, y in sequential_windows(ids, self.model_config.block_size, 64):
+            with precision_ctx():
+                total += self.loss(model, (x, y)).item() * y.numel()
+            count += y.numel()
+        model.train(was_training)
+        if count == 0:
+            return float("nan")
+        return total / count
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (decay on matrices only) or SGD with momentum."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Warmup over `warmup_iters` steps, then decay to lr * min_lr_ratio as the budget ends."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    done = 0.0
+    if cfg.max_iters:
+        span = max(1, cfg.max_iters - cfg.warmup_iters)
+        done = max(done, (step - cfg.warmup_iters) / span)
+    if cfg.time_limit:
+        done = max(done, elapsed / cfg.time_limit)
+    done = min(done, 1.0)
+    shape = {
+        "cosine": 0.5 * (1 + math.cos(math.pi * done)),
+        "linear": 1 - done,
+        "constant": 1.0,
+    }[cfg.decay]
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class LoopState:
+    """What changes as training runs, all of it saved in a checkpoint."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training so far (a resumed run continues the budget)
+    generator: torch.Generator | None = None  # draws the training batches
+
+
+def train_loop(
+    task: LMTask,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    run: Run,
+    state: LoopState,
+    device: torch.device,
+    precision: str,
+    save: Callable[[LoopState], object] | None = None,
+    forward_model: torch.nn.Module | None = None,
+) -> LoopState:
+    """Train until the step or time budget ends; log every step, evaluate on a schedule.
+
+    `forward_model` is what computes the loss (a torch.compile'd wrapper of `model`, or
+    `model` itself); `save(state)` writes a checkpoint every `checkpoint_interval` steps.
+    """
+    forward_model = forward_model or model
+    tokens_per_step = cfg.batch_size * task.model_config.block_size
+
+    def precision_ctx():
+        return autocast(device, precision)
+
+    def over_budget() -> bool:
+        out_of_time = cfg.time_limit and state.elapsed >= cfg.time_limit
+        return bool(out_of_time or (cfg.max_iters and state.step >= cfg.max_iters))
+
+    model.train()
+    total = cfg.max_iters - state.step if cfg.max_iters else None
+    with run.progress(total, desc="train", item_name="tok") as bar:
+        while not over_budget():
+            started = time.perf_counter()
+            lr = learning_rate(cfg, state.step, state.elapsed)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = task.batch("train", state.generator)
+            x, y = x.to(device), y.to(device)
+            with precision_ctx():
+                loss = task.loss(forward_model, (x, y))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            state.step += 1
+            loss_value = loss.item()
+            bar.advance(loss=loss_value, items=tokens_per_step)
+            run.log(state.step, loss=loss_value, lr=lr)
+            if state.step % cfg.eval_interval == 0:
+                est = task.estimate(model, cfg.eval_iters, cfg.seed + 1, precision_ctx)
+                run.log(state.step, train_loss=est["train"], val_loss=est["val"])
+                bar.write(
+                    f"step {state.step:5d}  {state.elapsed:5.1f}s  "
+                    f"train loss {est['train']:.4f}  val loss {est['val']:.4f}"
+                )
+            state.elapsed += time.perf_counter() - started
+            interval = cfg.checkpoint_interval
+            if save is not None and interval and state.step % interval == 0:
+                save(state)
+    return state

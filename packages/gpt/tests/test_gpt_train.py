@@ -1,0 +1,177 @@
+"""The commands end to end on tiny models: train, resume exactly, refuse mismatches, sample, eval.
+
+Every test trains on a text it writes itself (a few repeated lines) with a one-layer model, in a
+runs folder of its own (RUNS_DIR); only the fallback test reads a dataset, the pystdlib corpus
+that every Python carries.
+"""
+
+import json
+
+import pytest
+import torch
+
+from gpt.cli import evaluate, sample, train
+from gpt.train import TrainConfig, learning_rate
+from shared.config import parse_config
+from shared.errors import CheckpointError, ConfigError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread, so a busy CI runner cannot stall OpenMP's thread barriers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n"
+TINY = [
+    "--model.n_layer=1",
+    "--model.n_head=2",
+    "--model.n_embd=32",
+    "--model.block_size=16",
+    "--batch-size=8",
+    "--time-limit=0",
+    "--eval-iters=2",
+    "--sample-length=20",
+    "--precision=fp32",
+    "--device=cpu",
+]
+
+
+@pytest.fixture
+def text_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT * 40, encoding="utf-8")
+    return path
+
+
+def metrics(tmp_path, name):
+    path = tmp_path / "runs" / "gpt" / name / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def losses(rows):
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_gpt_train_drives_the_loss_down(text_file, tmp_path, capsys):
+    train([*TINY, f"--text-file={text_file}", "--max-iters=60", "--lr=1e-2", "--run-name=a"])
+    out = capsys.readouterr().out
+    rows = metrics(tmp_path, "a")
+    first = rows[0]["loss"]
+    final = [r["final_val_loss"] for r in rows if "final_val_loss" in r][0]
+    assert first > 3.0  # about ln(vocabulary) at the start
+    assert final < 1.0  # the two lines are learned
+    assert "parameters" in out and "--- sample" in out
+    folder = tmp_path / "runs" / "gpt" / "a"
+    for name in ("config.json", "loss.png", "tokenizer/tokenizer.json"):
+        assert (folder / name).is_file(), name
+    assert (folder / "checkpoints" / "final" / "model.safetensors").is_file()
+
+
+def test_gpt_train_resume_continues_exactly(text_file, tmp_path):
+    """Stop at step 6 of 12 and resume: steps 7..12 have the losses of the uninterrupted run.
+    Dropout is on, so the global RNG state must come back too, not just the batch sampler's."""
+    common = [*TINY, f"--text-file={text_file}", "--max-iters=12", "--model.dropout=0.1"]
+    train([*common, "--checkpoint-interval=6", "--eval-interval=4", "--run-name=full"])
+    checkpoint = tmp_path / "runs" / "gpt" / "full" / "checkpoints" / "step_000006"
+    train([*common, f"--resume={checkpoint}", "--eval-interval=4", "--run-name=resumed"])
+    full, resumed = losses(metrics(tmp_path, "full")), losses(metrics(tmp_path, "resumed"))
+    assert sorted(resumed) == list(range(1, 13))  # the first half is carried over
+    assert [resumed[s] for s in range(7, 13)] == [full[s] for s in range(7, 13)]
+
+
+def test_gpt_train_resume_takes_the_runs_own_config(text_file, tmp_path):
+    """`--resume RUN` alone rebuilds the run's model options from its checkpoint."""
+    train([*TINY, f"--text-file={text_file}", "--max-iters=4", "--run-name=base"])
+    train([f"--resume={tmp_path / 'runs' / 'gpt' / 'base'}", "--max-iters=6", "--run-name=more"])
+    assert max(losses(metrics(tmp_path, "more"))) == 6
+
+
+def test_gpt_train_refuses_a_checkpoint_from_another_config(text_file, tmp_path):
+    train([*TINY, f"--text-file={text_file}", "--max-iters=2", "--run-name=a"])
+    run = str(tmp_path / "runs" / "gpt" / "a")
+    with pytest.raises(CheckpointError, match="n_embd=32 .asked: 64"):
+        train([*TINY, f"--resume={run}", "--max-iters=4", "--model.n_embd=64"])
+    with pytest.raises(CheckpointError, match="char tokenizer, not --tokenizer=bpe"):
+        train([*TINY, f"--resume={run}", "--max-iters=4", "--tokenizer=bpe"])
+    # a tokenizer swapped under a run: sample refuses it (its hash no longer matches)
+    from tokenizers_fromscratch import CharTokenizer
+
+    CharTokenizer.train([TEXT + "XYZ"]).save(tmp_path / "runs" / "gpt" / "a" / "tokenizer")
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        sample([f"--run={run}"])
+
+
+def test_gpt_sample_and_eval_commands(text_file, tmp_path, capsys):
+    train([*TINY, f"--text-file={text_file}", "--max-iters=40", "--lr=1e-2", "--run-name=a"])
+    capsys.readouterr()
+    sample(["--prompt=To be", "--max-new-tokens=30", "--temperature=0"])  # the latest run
+    greedy = capsys.readouterr().out
+    assert greedy.startswith("To be") and len(greedy) > 30
+    sample(["--run=a", "--prompt=To", "--max-new-tokens=200", "--stop=e,q", "--seed=3"])
+    stopped = capsys.readouterr().out.rstrip("\n")
+    assert stopped.startswith("To") and stopped[-1] in "eq" and len(stopped) < 200
+    assert "e" not in stopped[2:-1] and "q" not in stopped[2:-1]
+    sample(["--run=a", "--num-samples=2", "--max-new-tokens=10", "--top-k=5", "--top-p=0.9"])
+    assert capsys.readouterr().out.count("--- sample") == 2
+    evaluate(["--run=a", "--precision=fp32"])
+    out = capsys.readouterr().out
+    assert "perplexity" in out
+    evaluate(["--run=a", f"--text-file={text_file}"])
+    assert "perplexity" in capsys.readouterr().out
+
+
+def test_gpt_sample_cache_and_no_cache_print_the_same_text(text_file, capsys):
+    train([*TINY, f"--text-file={text_file}", "--max-iters=10", "--run-name=a"])
+    capsys.readouterr()
+    sample(["--prompt=To", "--max-new-tokens=12", "--temperature=0"])
+    cached = capsys.readouterr().out
+    sample(["--prompt=To", "--max-new-tokens=12", "--temperature=0", "--no-cache"])
+    assert capsys.readouterr().out == cached
+
+
+def test_gpt_train_falls_back_to_pystdlib_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DATASETS_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.delenv("DATASETS_MIRROR", raising=False)
+    monkeypatch.setenv("DATASETS_OFFLINE", "1")
+    train([*TINY, "--max-iters=2", "--sample-length=0", "--eval-interval=100"])
+    out = capsys.readouterr().out
+    assert "tinyshakespeare is unavailable, so this run trains on pystdlib instead" in out
+    assert "pystdlib:" in out
+
+
+def test_gpt_train_config_errors_name_the_option():
+    with pytest.raises(ConfigError, match="--time-limit or --max-iters"):
+        parse_config(TrainConfig, ["--max-iters=0", "--time-limit=0"], prog="gpt train")
+    with pytest.raises(ConfigError, match="n_embd 128 is not divisible by n_head 3"):
+        parse_config(TrainConfig, ["--model.n_head=3"], prog="gpt train")
+    with pytest.raises(ConfigError, match="did you mean --max.iters"):
+        parse_config(TrainConfig, ["--max-iter=3"], prog="gpt train")
+
+
+def test_gpt_train_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(max_iters=100, time_limit=0, warmup_iters=10, lr=1.0, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 10, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 100, 0.0) == pytest.approx(0.1)
+    timed = TrainConfig(max_iters=0, time_limit=10.0, warmup_iters=0, lr=1.0, min_lr_ratio=0.0)
+    assert learning_rate(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half a cosine
+
+
+def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):
+    train([*TINY, f"--text-file={text_file}", "--max-iters=2", "--run-name=a"])
+    final = tmp_path / "runs" / "gpt" / "a" / "checkpoints" / "final"
+    assert sorted(p.name for p in final.iterdir()) == [
+        "meta.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ]
+    meta = json.loads((final / "meta.json").read_text())
+    assert meta["tokenizer"]["kind"] == "char" and meta["model"]["n_embd"] == 32
+    assert torch.tensor(meta["data_generator"], dtype=torch.uint8).numel() > 0

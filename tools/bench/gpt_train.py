@@ -1,0 +1,145 @@
+"""Training throughput of gpt.GPT: tokens/s and model FLOPs utilisation against a measured peak.
+
+The peak is measured here, not taken from a datasheet: the best FLOP/s of square matmuls
+(float32 and bfloat16) on this machine with the same thread count. MFU is then
+
+    model FLOPs per token = 6 * N + 12 * n_layer * n_embd * T     (N: non-embedding parameters;
+        6N for the forward and backward matmuls, the second term for attention scores; PaLM)
+    MFU = tokens/s * model FLOPs per token / peak FLOP/s
+
+Contenders run in rounds, interleaved (A, B, C, A, B, C, ...), and each reports its median
+round, so drift in machine load hits all of them alike.
+
+    uv run python tools/bench/gpt_train.py                   # the default `gpt train` model, CPU
+    uv run python tools/bench/gpt_train.py --threads 1       # on a busy machine
+    uv run python tools/bench/gpt_train.py --gpu             # GPT-2 124M shape on a CUDA GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--gpu", action="store_true", help="GPT-2 124M (12x768, T=1024) on CUDA")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per contender")
+    p.add_argument("--steps", type=int, default=5, help="optimizer steps per round")
+    p.add_argument("--batch", type=int, default=0, help="sequences per step (0: 64 CPU, 16 GPU)")
+    return p.parse_args()
+
+
+def matmul_peak(torch, dtype, device, sizes=(256, 512, 1024, 2048)) -> float:
+    """Best FLOP/s of an (n x n) @ (n x n) product over a few sizes."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        reps = max(2, int(2e10 / (2 * n**3))) if device.type == "cuda" else max(2, int(2e9 / n**3))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    from gpt import GPT, GPTConfig, lm_loss
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.gpu else "cpu")
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu: no CUDA device visible")
+    if args.gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        base = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+        batch = args.batch or 16
+        contenders = {
+            "gpt2-124M bf16 fused": (GPTConfig.gpt2(**base), "bf16"),
+            "modern-124M bf16 fused": (GPTConfig.modern(**base), "bf16"),
+        }
+    else:
+        base = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+        batch = args.batch or 64
+        contenders = {
+            "modern fp32 naive": (GPTConfig.modern(**base, fused_attention=False), "fp32"),
+            "modern bf16 naive": (GPTConfig.modern(**base, fused_attention=False), "bf16"),
+            "modern bf16 fused": (GPTConfig.modern(**base, fused_attention=True), "bf16"),
+            "gpt2 bf16 naive": (GPTConfig.gpt2(**base, fused_attention=False), "bf16"),
+        }
+
+    peaks = {
+        p: matmul_peak(torch, dt, device)
+        for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    print(
+        f"{device}, {torch.get_num_threads()} threads; measured matmul peak: "
+        f"fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s"
+    )
+    runs = {}
+    for name, (cfg, precision) in contenders.items():
+        torch.manual_seed(0)
+        model = GPT(cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=args.gpu)
+        x = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
+        y = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+        def step(model=model, opt=opt, x=x, y=y, dtype=dtype, precision=precision) -> None:
+            with torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16"):
+                loss = lm_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        step()  # warm up
+        flops = (
+            6 * model.num_parameters(non_embedding=True)
+            + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        )
+        runs[name] = {"step": step, "times": [], "cpu": [], "flops": flops, "precision": precision}
+
+    for _ in range(args.rounds):
+        for run in runs.values():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(args.steps):
+                run["step"]()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            run["times"].append((time.perf_counter() - start) / args.steps)
+            run["cpu"].append((time.process_time() - cpu_start) / args.steps)
+
+    tokens = batch * next(iter(contenders.values()))[0].block_size
+    print(
+        f"{batch} x {tokens // batch} tokens per step; "
+        f"median of {args.rounds} rounds of {args.steps} steps"
+    )
+    # tokens per CPU-second: on a busy machine, with one thread, close to what an idle one
+    # would give in wall time (the process is charged only for the time it ran)
+    print(f"{'contender':26s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s} {'tok/CPU-s':>10s}")
+    for name, run in runs.items():
+        t = statistics.median(run["times"])
+        rate = tokens / t
+        mfu = rate * run["flops"] / peaks[run["precision"]]
+        cpu_rate = tokens / statistics.median(run["cpu"])
+        print(f"{name:26s} {t * 1e3:9.1f} {rate:10,.0f} {mfu:7.1%} {cpu_rate:10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
