@@ -180,3 +180,10 @@ def test_bleu_of_references_against_themselves_is_100():
     assert corpus_bleu(["A man rides.", "Dogs.", "A girl."], refs) < 30
     with pytest.raises(ValueError, match="2 hypotheses but 3 references"):
         corpus_bleu(refs[:2], refs)
+
+
+def test_bleu_signature_names_the_settings():
+    from attention.bleu import bleu_signature
+
+    signature = bleu_signature()
+    assert "nrefs:1" in signature and "tok:13a" in signature and "case:mixed" in signature

@@ -25,7 +25,13 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 
 def bleu_signature() -> str:
-    """sacrebleu's description of the exact settings, to print beside the score."""
+    """sacrebleu's description of the exact settings, to print beside the score.
+
+    sacrebleu >= 2.5 fills in the number of references only once a corpus has been scored, so
+    score a one-sentence corpus first (one reference per sentence, as in corpus_bleu).
+    """
     import sacrebleu
 
-    return str(sacrebleu.BLEU().get_signature())
+    metric = sacrebleu.BLEU()
+    metric.corpus_score(["a"], [["a"]])
+    return str(metric.get_signature())

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention.bleu import corpus_bleu
+from attention.bleu import bleu_signature, corpus_bleu
 from attention.vocab import BOS, PAD, Vocab, detokenize, tokenize
 from shared.atomic import write_text_atomic
 from shared.checkpoint import load_checkpoint
@@ -239,15 +239,6 @@ class TranslationTask:
             )
             metrics["val_bleu"] = corpus_bleu(hyps, [en for _, en in pairs])
         return metrics
-
-
-def bleu_signature() -> str:
-    """sacrebleu's description of its settings (sacrebleu >= 2.5 wants a scored corpus first)."""
-    import sacrebleu
-
-    metric = sacrebleu.BLEU()
-    metric.corpus_score(["a"], [["a"]])
-    return str(metric.get_signature())
 
 
 def build_model(cfg: TranslationConfig, src: Vocab, tgt: Vocab) -> TransformerTranslator:
