@@ -195,6 +195,14 @@ def save_line_plot(
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG, atomically (never a half-written file), and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
     tmp = temporary_beside(path)
     try:
         fig.savefig(tmp, format="png")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.atomic import temporary_beside
+from shared.runs import save_figure
 
 
 def plot_attention(
@@ -45,11 +45,5 @@ def plot_attention(
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     path = Path(path)
-    tmp = temporary_beside(path)
-    try:
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path)  # PNG written atomically, figure closed
     return path

@@ -17,10 +17,9 @@ from typing import Literal
 import numpy as np
 
 from micrograd import Tensor, nn, no_grad, optim
-from shared.atomic import temporary_beside
 from shared.checkpoint import save_checkpoint
 from shared.config import option, parse_config
-from shared.runs import Run
+from shared.runs import Run, save_figure
 from shared.seeding import seed_everything
 
 
@@ -142,10 +141,7 @@ def plot_decision_boundary(model: nn.Module, x: np.ndarray, y: np.ndarray, path:
     ax.scatter(x[:, 0], x[:, 1], c=np.where(y == 1, "#e6550d", "#3182bd"), s=12, edgecolors="k")
     ax.set_title("micrograd MLP: decision boundary on two moons")
     fig.tight_layout()
-    tmp = temporary_beside(path)  # write, then rename: never a half-written PNG
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)  # PNG written atomically, figure closed
 
 
 def train(argv: list[str]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mlp.data import N_CLASSES
-from shared.atomic import temporary_beside
+from shared.runs import save_figure
 
 
 def confusion_matrix(
@@ -59,11 +59,5 @@ def plot_confusion_matrix(counts: np.ndarray, path: Path, title: str = "") -> Pa
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    tmp = temporary_beside(path)  # write, then rename: never a half-written PNG
-    try:
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path)  # PNG written atomically, figure closed
     return path

@@ -180,7 +180,7 @@ def plot_sinusoidal(path: Path, n_positions: int = 50, d_model: int = 128) -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import temporary_beside
+    from shared.runs import save_figure
 
     table = sinusoidal_table(n_positions, d_model).numpy()  # (n_positions, d_model)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
@@ -194,11 +194,5 @@ def plot_sinusoidal(path: Path, n_positions: int = 50, d_model: int = 128) -> Pa
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(path)
-    try:
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path)  # PNG written atomically, figure closed
     return path

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.atomic import temporary_beside, write_text_atomic
-from shared.runs import Run
+from shared.atomic import write_text_atomic
+from shared.runs import Run, save_figure
 
 LABELS = ("negative", "positive")
 
@@ -51,13 +51,7 @@ def plot_confusion_matrix(counts: np.ndarray, path: Path, title: str) -> Path:
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = temporary_beside(path)
-    try:
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path)  # PNG written atomically, figure closed
     return path
 
 
