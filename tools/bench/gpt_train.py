@@ -7,12 +7,15 @@ The peak is measured here, not taken from a datasheet: the best FLOP/s of square
         6N for the forward and backward matmuls, the second term for attention scores; PaLM)
     MFU = tokens/s * model FLOPs per token / peak FLOP/s
 
+The reference twin is transformers' GPT2LMHeadModel built from our GPT-2 model's weights
+(`gpt.hf.to_hf`), trained the same way; the last column is each contender's speed over its.
 Contenders run in rounds, interleaved (A, B, C, A, B, C, ...), and each reports its median
 round, so drift in machine load hits all of them alike.
 
     uv run python tools/bench/gpt_train.py                   # the default `gpt train` model, CPU
     uv run python tools/bench/gpt_train.py --threads 1       # on a busy machine
     uv run python tools/bench/gpt_train.py --gpu             # GPT-2 124M shape on a CUDA GPU
+    uv run python tools/bench/gpt_train.py --gpu --compile   # ... and torch.compile'd twins
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per contender")
     p.add_argument("--steps", type=int, default=5, help="optimizer steps per round")
     p.add_argument("--batch", type=int, default=0, help="sequences per step (0: 64 CPU, 16 GPU)")
+    p.add_argument("--compile", action="store_true", help="add torch.compile'd contenders")
     return p.parse_args()
 
 
-def matmul_peak(torch, dtype, device, sizes=(256, 512, 1024, 2048)) -> float:
-    """Best FLOP/s of an (n x n) @ (n x n) product over a few sizes."""
+def matmul_peak(torch, dtype, device) -> float:
+    """Best FLOP/s of an (n x n) @ (n x n) product over a few sizes (a GPU needs big ones)."""
+    sizes = (1024, 2048, 4096, 8192) if device.type == "cuda" else (256, 512, 1024, 2048)
     best = 0.0
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
@@ -52,11 +57,28 @@ def matmul_peak(torch, dtype, device, sizes=(256, 512, 1024, 2048)) -> float:
     return best
 
 
+REFERENCE = "transformers GPT-2 bf16"
+
+
+class ReferenceLogits:
+    """transformers' model called like ours: token ids in, logits out."""
+
+    def __init__(self, hf_model) -> None:
+        self.hf_model = hf_model
+
+    def __call__(self, idx):
+        return self.hf_model(input_ids=idx).logits
+
+    def parameters(self):
+        return self.hf_model.parameters()
+
+
 def main() -> None:
     args = parse_args()
     import torch
 
     from gpt import GPT, GPTConfig, lm_loss
+    from gpt.hf import to_hf
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,8 +90,8 @@ def main() -> None:
         base = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
         batch = args.batch or 16
         contenders = {
-            "gpt2-124M bf16 fused": (GPTConfig.gpt2(**base), "bf16"),
-            "modern-124M bf16 fused": (GPTConfig.modern(**base), "bf16"),
+            "gpt2-124M bf16": (GPTConfig.gpt2(**base), "bf16"),
+            "modern-124M bf16": (GPTConfig.modern(**base), "bf16"),
         }
     else:
         base = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
@@ -80,6 +102,11 @@ def main() -> None:
             "modern bf16 fused": (GPTConfig.modern(**base, fused_attention=True), "bf16"),
             "gpt2 bf16 naive": (GPTConfig.gpt2(**base, fused_attention=False), "bf16"),
         }
+    reference_cfg, _ = contenders["gpt2-124M bf16" if args.gpu else "gpt2 bf16 naive"]
+    contenders[REFERENCE] = (reference_cfg, "bf16")
+    if args.compile:
+        for name in [n for n in contenders if n != REFERENCE and "fp32" not in n]:
+            contenders[name + " compiled"] = contenders[name]
 
     peaks = {
         p: matmul_peak(torch, dt, device)
@@ -93,24 +120,30 @@ def main() -> None:
     for name, (cfg, precision) in contenders.items():
         torch.manual_seed(0)
         model = GPT(cfg).to(device)
+        flops = (
+            6 * model.num_parameters(non_embedding=True)
+            + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        )
+        if name == REFERENCE:
+            hf_model = to_hf(model)
+            print(f"reference attention: {hf_model.config._attn_implementation}")
+            model = ReferenceLogits(hf_model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=args.gpu)
+        forward = torch.compile(model) if name.endswith("compiled") else model
         x = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         y = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
-        def step(model=model, opt=opt, x=x, y=y, dtype=dtype, precision=precision) -> None:
+        def step(model=model, forward=forward, opt=opt, x=x, y=y, dtype=dtype, precision=precision):
             with torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16"):
-                loss = lm_loss(model(x), y)
+                loss = lm_loss(forward(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-        step()  # warm up
-        flops = (
-            6 * model.num_parameters(non_embedding=True)
-            + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
-        )
+        for _ in range(3 if name.endswith("compiled") else 1):  # warm up (and compile)
+            step()
         runs[name] = {"step": step, "times": [], "cpu": [], "flops": flops, "precision": precision}
 
     for _ in range(args.rounds):
@@ -132,13 +165,20 @@ def main() -> None:
     )
     # tokens per CPU-second: on a busy machine, with one thread, close to what an idle one
     # would give in wall time (the process is charged only for the time it ran)
-    print(f"{'contender':26s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s} {'tok/CPU-s':>10s}")
+    print(
+        f"{'contender':28s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s} {'tok/CPU-s':>10s}"
+        f" {'vs ref':>7s}"
+    )
+    reference_time = statistics.median(runs[REFERENCE]["times"])
     for name, run in runs.items():
         t = statistics.median(run["times"])
         rate = tokens / t
         mfu = rate * run["flops"] / peaks[run["precision"]]
         cpu_rate = tokens / statistics.median(run["cpu"])
-        print(f"{name:26s} {t * 1e3:9.1f} {rate:10,.0f} {mfu:7.1%} {cpu_rate:10,.0f}")
+        print(
+            f"{name:28s} {t * 1e3:9.1f} {rate:10,.0f} {mfu:7.1%} {cpu_rate:10,.0f}"
+            f" {reference_time / t:6.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -72,6 +72,20 @@ def test_gpt_train_drives_the_loss_down(text_file, tmp_path, capsys):
     assert (folder / "checkpoints" / "final" / "model.safetensors").is_file()
 
 
+def test_gpt_train_compiled_gives_the_same_losses(text_file, tmp_path, monkeypatch):
+    """`--compile` trains through the compiled wrapper. Dynamo traces the model for real, but
+    with the "eager" backend (no code generation, seconds instead of a minute), so the losses
+    must equal the uncompiled run's."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))
+    common = [*TINY, f"--text-file={text_file}", "--max-iters=4", "--sample-length=0"]
+    train([*common, "--run-name=plain"])
+    train([*common, "--compile", "--run-name=compiled"])
+    plain, compiled = losses(metrics(tmp_path, "plain")), losses(metrics(tmp_path, "compiled"))
+    assert len(plain) == 4
+    assert compiled == pytest.approx(plain, abs=1e-6)
+
+
 def test_gpt_train_resume_continues_exactly(text_file, tmp_path):
     """Stop at step 6 of 12 and resume: steps 7..12 have the losses of the uninterrupted run.
     Dropout is on, so the global RNG state must come back too, not just the batch sampler's."""

@@ -118,20 +118,21 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        positions: Tensor,
-        rotary: RotaryEmbedding | None = None,
+        rope: tuple[Tensor, Tensor] | None = None,
         cache: KVCache | None = None,
         layer: int = 0,
         mask: Tensor | None = None,
     ) -> Tensor:
-        """x (B, T, C) -> (B, T, C). `mask` (B or 1, 1, T, S) bool, True = may attend; None
-        means plain causal (or, for a single new token after a cache, everything)."""
+        """x (B, T, C) -> (B, T, C). `rope`: the (cos, sin) angles of this forward's positions
+        (RoPE models only; computed once per forward, not per layer). `mask` (B or 1, 1, T, S)
+        bool, True = may attend; None means plain causal (or, for a single new token after a
+        cache, everything)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, h, T, d)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B,hkv,T,d)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B,hkv,T,d)
-        if rotary is not None:
-            q, k = rotary(q, k, positions=positions)  # rotated by each token's position
+        if rope is not None:  # q and k rotated by each token's position
+            q, k = RotaryEmbedding.apply(q, *rope), RotaryEmbedding.apply(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h_kv, S, d): the cached tokens, then these
         y = scaled_dot_product_attention(
@@ -159,8 +160,8 @@ class Block(nn.Module):
         self.mlp = FeedForward(cfg.n_embd, cfg.mlp_hidden, cfg.activation, 0.0, cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, positions: Tensor, rotary=None, cache=None, layer=0, mask=None):
-        x = x + self.drop(self.attn(self.norm1(x), positions, rotary, cache, layer, mask))
+    def forward(self, x: Tensor, rope=None, cache=None, layer=0, mask=None) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), rope, cache, layer, mask))
         return x + self.drop(self.mlp(self.norm2(x)))  # (B, T, C)
 
 
@@ -240,8 +241,9 @@ class GPT(nn.Module):
             x = x + self.pos_emb.weight[positions]  # (B, T, C) + (T, C) or (B, T, C)
         x = self.drop(x)
         mask = self._mask(T, past, attention_mask, idx.device)  # (B or 1, 1, T, S) or None
+        rope = self.rotary.cos_sin(positions, last) if self.rotary is not None else None
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, self.rotary, cache, i, mask)  # (B, T, C)
+            x = block(x, rope, cache, i, mask)  # (B, T, C)
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.norm_f(x))  # (B, T, vocab)

@@ -173,13 +173,15 @@ class LMTask:
         """Mean loss on `iters` random batches of each split; the same batches every time."""
         was_training = model.training
         model.eval()
+        device = next(model.parameters()).device
         out = {}
         for split in ("train", "val"):
             g = torch.Generator().manual_seed(seed)
             losses = []
             for _ in range(iters):
+                x, y = self.batch(split, g)  # drawn on the CPU, like the training batches
                 with precision_ctx():
-                    losses.append(self.loss(model, self.batch(split, g)).item())
+                    losses.append(self.loss(model, (x.to(device), y.to(device))).item())
             out[split] = sum(losses) / len(losses)
         model.train(was_training)
         return out
@@ -262,7 +264,8 @@ def train_loop(
     `forward_model` is what computes the loss (a torch.compile'd wrapper of `model`, or
     `model` itself); `save(state)` writes a checkpoint every `checkpoint_interval` steps.
     """
-    forward_model = forward_model or model
+    if forward_model is None:  # (not `or`: a compiled module refuses to be truth-tested)
+        forward_model = model
     tokens_per_step = cfg.batch_size * task.model_config.block_size
 
     def precision_ctx():

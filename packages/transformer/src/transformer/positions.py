@@ -138,19 +138,31 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)  # (..., d)
         return emb.cos(), emb.sin()
 
-    def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sin for integer positions (T,) or (B, T): (..., d) each, from the cache."""
-        if positions.numel() and int(positions.max()) >= self.max_seq_len:
+    def cos_sin(self, positions: Tensor, last: int | None = None) -> tuple[Tensor, Tensor]:
+        """cos and sin for integer positions (T,) or (B, T): (..., d) each, from the cache.
+
+        `last` is the largest position, when the caller knows it: finding it here means
+        reading a value back from the device, which stalls a GPU (and breaks torch.compile's
+        graph) once per call.
+        """
+        if last is None:
+            last = int(positions.max()) if positions.numel() else -1
+        if last >= self.max_seq_len:
             return self._angles(positions)  # beyond the cache: compute them (rare, slower)
         return self.cos_cached[positions], self.sin_cached[positions]
 
-    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
-        """Rotate x (B, h, T, d) at positions (T,) or (B, T)."""
-        cos, sin = self.cos_sin(positions.to(x.device))  # (T, d) or (B, T, d)
+    @staticmethod
+    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Rotate x (B, h, T, d) by angles from `cos_sin`: (T, d) or (B, T, d) each."""
         if cos.dim() == 3:  # per-sequence positions: broadcast over the heads
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, d)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         return x * cos + rotate_half(x) * sin  # (B, h, T, d)
+
+    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Rotate x (B, h, T, d) at positions (T,) or (B, T)."""
+        cos, sin = self.cos_sin(positions.to(x.device))  # (T, d) or (B, T, d)
+        return self.apply(x, cos, sin)
 
     def forward(
         self, q: Tensor, k: Tensor, offset: int = 0, positions: Tensor | None = None
