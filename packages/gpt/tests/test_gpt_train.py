@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gpt.cli import evaluate, sample, train
-from gpt.train import TrainConfig, learning_rate
+from gpt.model import GPT
+from gpt.train import TrainConfig, lr_factor, make_optimizer
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
 
@@ -57,8 +58,12 @@ def losses(rows):
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_gpt_train_drives_the_loss_down(text_file, tmp_path, capsys):
-    train([*TINY, f"--text-file={text_file}", "--max-iters=60", "--lr=1e-2", "--run-name=a"])
+@pytest.mark.parametrize(
+    "optimizer", [["--optimizer=muon", "--muon-lr=0.05"], ["--optimizer=adamw"]], ids=str
+)
+def test_gpt_train_drives_the_loss_down(text_file, tmp_path, capsys, optimizer):
+    common = [*TINY, f"--text-file={text_file}", "--max-iters=60", "--lr=1e-2"]
+    train([*common, *optimizer, "--run-name=a"])
     out = capsys.readouterr().out
     rows = metrics(tmp_path, "a")
     first = rows[0]["loss"]
@@ -168,14 +173,28 @@ def test_gpt_train_config_errors_name_the_option():
         parse_config(TrainConfig, ["--max-iter=3"], prog="gpt train")
 
 
+def test_gpt_train_muon_takes_the_block_matrices_and_adamw_the_rest():
+    cfg = parse_config(TrainConfig, ["--model.n_layer=2"], prog="gpt train")
+    model = GPT(cfg.model.gpt_config(vocab_size=65))
+    optimizer = make_optimizer(model, cfg)
+    in_muon = {id(p) for g in optimizer.muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        expected = name.startswith("blocks.") and p.dim() == 2  # q, k, v, o, gate, up, down
+        assert (id(p) in in_muon) == expected, name
+        assert (id(p) in in_adamw) != expected, name
+    assert len(in_muon) == 2 * 7
+    assert {g["peak_lr"] for g in optimizer.param_groups} == {cfg.lr, cfg.muon_lr}
+
+
 def test_gpt_train_schedule_warms_up_then_decays_to_the_floor():
-    cfg = TrainConfig(max_iters=100, time_limit=0, warmup_iters=10, lr=1.0, min_lr_ratio=0.1)
-    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 10, 0.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 100, 0.0) == pytest.approx(0.1)
-    timed = TrainConfig(max_iters=0, time_limit=10.0, warmup_iters=0, lr=1.0, min_lr_ratio=0.0)
-    assert learning_rate(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half a cosine
+    cfg = TrainConfig(max_iters=100, time_limit=0, warmup_iters=10, min_lr_ratio=0.1)
+    assert lr_factor(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100, 0.0) == pytest.approx(0.1)
+    timed = TrainConfig(max_iters=0, time_limit=10.0, warmup_iters=0, min_lr_ratio=0.0)
+    assert lr_factor(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half a cosine
 
 
 def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):

@@ -15,7 +15,6 @@ model config, a reference to the tokenizer, the step, the elapsed time, every RN
 
 import json
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from gpt.model import GPT, GPTConfig
 from gpt.train import LMTask, LoopState, TrainConfig, make_optimizer, train_loop
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
-from shared.device import autocast, pick_device, resolve_precision
+from shared.device import autocast, pick_device, pick_threads, resolve_precision
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import rng_state, seed_everything, set_rng_state
@@ -113,29 +112,6 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
 # train
 
 
-def set_threads(requested: int) -> str:
-    """Use `requested` CPU threads, or with 0 as many as the load average leaves free.
-
-    torch's CPU ops split work over OpenMP threads that wait for each other at every op. When
-    another process holds one of the cores, every op waits for the thread stuck behind it:
-    measured on a busy 2-core machine, 2 threads trained 7x slower than 1. So `--threads=0`
-    counts the cores the last minute's load average leaves idle (at least 1).
-    """
-    cores = torch.get_num_threads()
-    if requested:
-        torch.set_num_threads(requested)
-        return f"{requested} threads"
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return f"{cores} threads"
-    free = max(1, min(cores, int(cores - load + 0.5)))
-    torch.set_num_threads(free)
-    if free < cores:
-        return f"{free} of {cores} threads (load average {load:.1f}; --threads=N to override)"
-    return f"{cores} threads"
-
-
 def _given_keys(argv: list[str]) -> set[str]:
     """Option names set explicitly on the command line or in a --config file."""
     keys: set[str] = set()
@@ -174,7 +150,7 @@ def train(argv: list[str]) -> None:
         resume_from = latest_checkpoint(cfg.resume)
         resume_meta = read_meta(resume_from)
         cfg = resume_config(cfg, argv, resume_meta, resume_from)
-    threads_note = set_threads(cfg.threads)
+    threads_note = pick_threads(cfg.threads)
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
 

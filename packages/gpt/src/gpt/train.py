@@ -5,7 +5,7 @@ model, draws batches, computes the loss and evaluates. `train_loop` is the plain
 drives it; `training_kit` (a later stage) can run the same task under Accelerate or DeepSpeed.
 
     for step in range(...):                        until --max-iters or --time-limit
-        lr = learning_rate(cfg, step, elapsed)     linear warmup, then cosine (or linear) decay
+        lr = peak * lr_factor(cfg, step, elapsed)  linear warmup, then cosine (or linear) decay
         x, y = task.batch("train", generator)      B random windows of T tokens
         with autocast(bf16):                       matmuls in bfloat16, weights in float32
             loss = task.loss(model, (x, y))        mean next-token cross-entropy
@@ -18,8 +18,17 @@ always reaches its minimum as the budget ends, on a fast machine or a slow one. 
 budget alone (`--time-limit=0 --max-iters=N`), every step's learning rate depends on the step
 only, which is what makes a resumed run repeat the uninterrupted one exactly (tested).
 
-Why AdamW with weight decay on the matrices only: biases, norm gains and embeddings are not
-the weights that overfit by growing (as in the transformer stage's loop).
+Why Muon for the matrices inside the blocks (the default): Adam scales each weight's update
+on its own, so a matrix's update is dominated by a few directions, the ones its gradient
+happens to point along. Muon (Keller Jordan, 2024) takes the momentum of a matrix's gradient
+and replaces it by the nearest orthogonal matrix (five Newton-Schulz iterations, a handful
+of small matmuls): every direction of the update moves at the same rate. At equal steps on
+the default model it reaches 1.60 where AdamW reaches 1.71 (README). Embeddings, the output
+layer tied to them, and the norm gains are not such matrices; AdamW keeps training them.
+
+Why weight decay on the matrices only: biases, norm gains and embeddings are not the weights
+that overfit by growing (as in the transformer stage's loop). Muon's matrices get none: at
+Muon's learning rate the decay would shrink them by half within the 90-second default run.
 """
 
 import math
@@ -106,9 +115,13 @@ class TrainConfig:
     model: ModelOptions = option(ModelOptions, "the network")
     batch_size: int = option(32, "windows per optimizer step (B); tokens/step = B x block_size")
     max_iters: int = option(0, "stop after this many steps (0: only the time limit)")
-    time_limit: float = option(80.0, "seconds of training before the final evaluation (0: none)")
-    optimizer: Literal["adamw", "sgd"] = option("adamw", "update rule")
-    lr: float = option(3e-3, "peak learning rate")
+    time_limit: float = option(75.0, "seconds of training before the final evaluation (0: none)")
+    optimizer: Literal["muon", "adamw", "sgd"] = option(
+        "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
+    )
+    lr: float = option(6e-3, "peak learning rate (with muon: of the embeddings and norms)")
+    muon_lr: float = option(0.02, "peak learning rate of Muon's matrices")
+    muon_momentum: float = option(0.95, "Muon: momentum of the gradient average")
     min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio")
     warmup_iters: int = option(50, "steps of linear warmup from lr / warmup_iters")
     decay: Literal["cosine", "linear", "constant"] = option("cosine", "shape of the decay")
@@ -124,7 +137,7 @@ class TrainConfig:
     )
     precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast if supported")
     device: str = option("auto", "cpu, cuda, mps or auto")
-    threads: int = option(0, "torch CPU threads (0: the cores the load average leaves idle)")
+    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)")
     compile: bool = option(False, "torch.compile the model (pays off only for long runs)")
     seed: int = option(1337, "seeds the weights, the batches and the final sample")
     sample_length: int = option(300, "tokens to print from the model at the end (0: none)")
@@ -138,8 +151,8 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.time_limit <= 0 and self.max_iters <= 0:
             raise ValueError("set --time-limit or --max-iters (or both): training needs an end")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("--lr must be positive and --min-lr-ratio in [0, 1]")
+        if self.lr <= 0 or self.muon_lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("--lr and --muon-lr must be positive and --min-lr-ratio in [0, 1]")
         for name in ("max_iters", "time_limit", "grad_clip", "threads", "warmup_iters"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
@@ -202,23 +215,66 @@ class LMTask:
         return total / count
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (decay on matrices only) or SGD with momentum."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+class MuonWithAdamW:
+    """Muon for the blocks' matrices and AdamW for everything else, stepped as one optimizer.
+
+    The loop and the checkpoints need only what every torch optimizer has: `param_groups`,
+    `zero_grad`, `step`, `state_dict` and `load_state_dict`.
+    """
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
+        self.muon, self.adamw = muon, adamw
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.muon.param_groups + self.adamw.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none=set_to_none)
+        self.adamw.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.muon.step()
+        self.adamw.step()
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.muon.load_state_dict(state["muon"])
+        self.adamw.load_state_dict(state["adamw"])
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer | MuonWithAdamW:
+    """The optimizer `cfg.optimizer` names; each group remembers its peak rate as "peak_lr"."""
+    muon_params = []
+    if cfg.optimizer == "muon":  # the attention and MLP matrices
+        muon_params = [p for p in model.blocks.parameters() if p.dim() == 2]
+    taken = {id(p) for p in muon_params}
+    rest = [p for p in model.parameters() if id(p) not in taken]
+    groups = [  # weight decay on matrices only (see the module docstring)
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if cfg.optimizer == "muon":
+        muon = torch.optim.Muon(
+            muon_params, lr=cfg.muon_lr, momentum=cfg.muon_momentum, weight_decay=0.0
+        )
+        optimizer = MuonWithAdamW(muon, optimizer)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = group["lr"]
+    return optimizer
 
 
-def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
-    """Warmup over `warmup_iters` steps, then decay to lr * min_lr_ratio as the budget ends."""
+def lr_factor(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """The learning rate over its peak: warmup over `warmup_iters` steps, then decay to
+    `min_lr_ratio` as the budget ends."""
     if step < cfg.warmup_iters:
-        return cfg.lr * (step + 1) / cfg.warmup_iters
+        return (step + 1) / cfg.warmup_iters
     done = 0.0
     if cfg.max_iters:
         span = max(1, cfg.max_iters - cfg.warmup_iters)
@@ -231,7 +287,7 @@ def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
         "linear": 1 - done,
         "constant": 1.0,
     }[cfg.decay]
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,7 +306,7 @@ class LoopState:
 def train_loop(
     task: LMTask,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | MuonWithAdamW,
     cfg: TrainConfig,
     run: Run,
     state: LoopState,
@@ -280,9 +336,10 @@ def train_loop(
     with run.progress(total, desc="train", item_name="tok") as bar:
         while not over_budget():
             started = time.perf_counter()
-            lr = learning_rate(cfg, state.step, state.elapsed)
+            factor = lr_factor(cfg, state.step, state.elapsed)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = group["peak_lr"] * factor
+            lr = cfg.lr * factor
             x, y = task.batch("train", state.generator)
             x, y = x.to(device), y.to(device)
             with precision_ctx():
