@@ -119,7 +119,7 @@ class TrainConfig:
     optimizer: Literal["muon", "adamw", "sgd"] = option(
         "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
     )
-    lr: float = option(6e-3, "peak learning rate (with muon: of the embeddings and norms)")
+    lr: float = option(3e-3, "peak learning rate (with muon: of the embeddings and norms)")
     muon_lr: float = option(0.02, "peak learning rate of Muon's matrices")
     muon_momentum: float = option(0.95, "Muon: momentum of the gradient average")
     min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio")
