@@ -1,6 +1,6 @@
 """`uv run --package gpt train | sample | eval`: a GPT on Shakespeare in a minute and a half.
 
-    uv run --package gpt train                          # char-level, ~90 s on a 2-core CPU
+    uv run --package gpt train                          # char-level, ~85 s on a 2-core CPU
     uv run --package gpt train --tokenizer=bpe --model.variant=gpt2 --time-limit=300
     uv run --package gpt train --resume=RUN --max-iters=2000    # continue a run exactly
     uv run --package gpt sample --prompt="ROMEO:" --temperature=0.8 --top-k=40
