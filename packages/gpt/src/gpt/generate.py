@@ -205,6 +205,9 @@ def generate(
     active = torch.ones(B, dtype=torch.bool, device=idx.device)
     out, out_mask = idx, mask
     cache = None
+    # Without padding, and while no row has finished, every mask is all ones: the model can
+    # then skip building masks and attend with its plain causal path (same logits, tested).
+    unpadded, finished_none = bool(mask.all()), True
     try:
         for _ in range(max_new_tokens):
             if not use_cache:  # recompute: the whole (cropped) context every step
@@ -218,8 +221,11 @@ def generate(
                 cache_mask = ctx_mask
             else:  # decode: just the newest token
                 cache_mask = torch.cat([cache_mask, out_mask[:, -1:]], dim=1)  # (B, S)
-                position = _positions(cache_mask)[:, -1:]  # (B, 1)
-                logits = model(out[:, -1:], cache, position, cache_mask)  # (B, 1, V)
+                if unpadded and finished_none:  # no mask, positions from the cache: faster
+                    logits = model(out[:, -1:], cache)  # (B, 1, V)
+                else:
+                    position = _positions(cache_mask)[:, -1:]  # (B, 1)
+                    logits = model(out[:, -1:], cache, position, cache_mask)  # (B, 1, V)
             logits = logits[:, -1, :].float()  # (B, V): the scores for the next token
             logits = apply_repetition_penalty(logits, out, repetition_penalty, out_mask)
             token = choose(logits, temperature, top_k, top_p, generator)  # (B,)
@@ -234,6 +240,7 @@ def generate(
             if stopper is not None:
                 finished |= stopper.update(token, active)
             active = active & ~finished
+            finished_none = bool(active.all())
             if not active.any():
                 break
     finally:

@@ -67,8 +67,8 @@ class LayerNorm(nn.Module):
             )
         dims = tuple(range(-len(self.normalized_shape), 0))
         h = _upcast(x)
-        mean = h.mean(dim=dims, keepdim=True)  # (..., 1): one mean per token
-        var = (h - mean).pow(2).mean(dim=dims, keepdim=True)  # (..., 1), biased like torch's
+        # one pass for both statistics, (..., 1) each: one per token; biased like torch's
+        var, mean = torch.var_mean(h, dim=dims, correction=0, keepdim=True)
         h = (h - mean) * torch.rsqrt(var + self.eps)  # same shape as x
         if self.weight is not None:
             h = h * self.weight
