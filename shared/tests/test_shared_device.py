@@ -1,4 +1,4 @@
-"""Thread choice: idle cores measured from /proc/stat, and the fallbacks when it is missing."""
+"""Thread choice (idle cores from /proc/stat, and the fallbacks) and the bf16 verdict both ways."""
 
 import os
 import subprocess
@@ -57,3 +57,88 @@ def test_pick_threads_falls_back_to_the_load_average(monkeypatch, keep_threads):
 def test_pick_threads_takes_an_explicit_count(keep_threads):
     assert device.pick_threads(3) == "3 threads"
     assert torch.get_num_threads() == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# The bf16 verdict: one per process, from the instruction set and a timed matmul
+
+
+@pytest.fixture
+def fresh_verdict():
+    """Forget the cached verdict before and after, so a faked one does not leak."""
+    device.cpu_bf16_verdict.cache_clear()
+    yield
+    device.cpu_bf16_verdict.cache_clear()
+
+
+def fake_matmul_seconds(fp32: float, bf16: float):
+    return lambda dtype, **_: bf16 if dtype == torch.bfloat16 else fp32
+
+
+def test_an_avx2_only_cpu_gets_fp32_without_timing(monkeypatch, fresh_verdict):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+    monkeypatch.setattr(device, "_matmul_seconds", lambda *a, **k: pytest.fail("timed anyway"))
+    verdict = device.cpu_bf16_verdict()
+    assert not verdict.native and "emulated" in verdict.reason
+    cpu = torch.device("cpu")
+    assert device.resolve_precision("auto", cpu) == "fp32"
+    assert device.fast_dtype(cpu) == torch.float32
+    assert device.describe_precision("auto", cpu).startswith("fp32 (auto: this CPU has no AVX-512")
+    # Asked for explicitly, bf16 still runs, with the warning in the log line.
+    assert device.resolve_precision("bf16", cpu) == "bf16"
+    assert "--precision=auto picks fp32" in device.describe_precision("bf16", cpu)
+
+
+def test_a_cpu_with_native_bf16_gets_bf16(monkeypatch, fresh_verdict):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
+    monkeypatch.setattr(device, "_matmul_seconds", fake_matmul_seconds(fp32=2e-3, bf16=1e-3))
+    cpu = torch.device("cpu")
+    assert device.cpu_bf16_verdict().native
+    assert device.resolve_precision("auto", cpu) == "bf16"
+    assert device.fast_dtype(cpu) == torch.bfloat16
+    assert device.describe_precision("auto", cpu) == (
+        "bf16 (auto: native bf16 on this CPU (a bf16 matmul ran 2.0x as fast as fp32))"
+    )
+    assert device.describe_precision("fp32", cpu) == "fp32"
+
+
+def test_flags_that_promise_bf16_are_checked_by_timing(monkeypatch, fresh_verdict):
+    """AMX in /proc/cpuinfo, but oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA): bf16 is slow."""
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(device, "_matmul_seconds", fake_matmul_seconds(fp32=1e-3, bf16=8e-2))
+    verdict = device.cpu_bf16_verdict()
+    assert not verdict.native
+    assert verdict.reason == "bf16 is emulated on this CPU (a bf16 matmul ran 80x slower than fp32)"
+    assert device.resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_the_verdict_is_taken_once_per_process(monkeypatch, fresh_verdict):
+    calls = []
+
+    def timed(dtype, **_):
+        calls.append(dtype)
+        return 1e-3
+
+    monkeypatch.setattr(device, "_cpu_flags", lambda: None)  # e.g. an ARM CPU or macOS
+    monkeypatch.setattr(device, "_matmul_seconds", timed)
+    for _ in range(3):
+        device.resolve_precision("auto", torch.device("cpu"))
+        device.fast_dtype(torch.device("cpu"))
+    assert len(calls) == 2  # one float32 and one bfloat16 timing, then the cached verdict
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n")
+    assert device._cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "fma"}
+    assert device._cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_the_real_verdict_agrees_with_this_cpu(fresh_verdict):
+    """No AVX-512 bf16 or AMX flag: never native; either way the timing runs in well under 1 s."""
+    flags = device._cpu_flags()
+    verdict = device.cpu_bf16_verdict()
+    if flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        assert not verdict.native
+    fp32, bf16 = device._matmul_seconds(torch.float32), device._matmul_seconds(torch.bfloat16)
+    assert verdict.native == (bf16 < fp32) or abs(bf16 / fp32 - 1) < 0.5  # noisy near a tie

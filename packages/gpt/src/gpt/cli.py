@@ -16,6 +16,7 @@ model config, a reference to the tokenizer, the step, the elapsed time, every RN
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,13 @@ from gpt.model import GPT, GPTConfig
 from gpt.train import LMTask, LoopState, TrainConfig, make_optimizer, train_loop
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
-from shared.device import autocast, pick_device, pick_threads, resolve_precision
+from shared.device import (
+    autocast,
+    describe_precision,
+    pick_device,
+    pick_threads,
+    resolve_precision,
+)
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import rng_state, seed_everything, set_rng_state
@@ -153,6 +160,7 @@ def train(argv: list[str]) -> None:
     threads_note = pick_threads(cfg.threads)
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    precision_note = describe_precision(cfg.precision, device)
 
     # Data and tokenizer first: a missing dataset leaves no half-made run folder behind.
     if cfg.text_file is not None:
@@ -176,7 +184,7 @@ def train(argv: list[str]) -> None:
     data = TokenData.from_text(splits, tok)
 
     seed_everything(cfg.seed)
-    model_cfg = cfg.model.gpt_config(tok.vocab_size, device.type)
+    model_cfg = cfg.model.gpt_config(tok.vocab_size, device.type, precision)
     task = LMTask(data, model_cfg, cfg.batch_size)
     model = task.build_model().to(device)
     optimizer = make_optimizer(model, cfg)
@@ -204,7 +212,7 @@ def train(argv: list[str]) -> None:
         f"{dataset}: {len(data.train):,} train / {len(data.val):,} val tokens "
         f"({tok.kind} tokenizer, vocabulary {tok.vocab_size}); model {n_params:,} parameters "
         f"({model.num_parameters(non_embedding=True):,} without embeddings); "
-        f"{precision} on {device}, {threads_note}",
+        f"{precision_note} on {device}, {threads_note}",
         flush=True,
     )
     if resume_from is not None:
@@ -239,13 +247,21 @@ def train(argv: list[str]) -> None:
     def precision_ctx():
         return autocast(device, precision)
 
-    val_loss = task.evaluate(model, data.val.to(device), precision_ctx)
+    eval_started = time.perf_counter()
+    val_loss = task.evaluate(model, data.val.to(device), precision_ctx, cfg.final_eval_tokens)
+    eval_seconds = time.perf_counter() - eval_started
     run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
     unit = "char" if tok.kind == "char" else "token"
+    read = task.eval_windows(data.val, cfg.final_eval_tokens) * model_cfg.block_size
+    which = (
+        f"all {read:,}"
+        if read == task.eval_windows(data.val) * model_cfg.block_size
+        else (f"{read:,} of the {len(data.val):,}")
+    )
     print(
-        f"after {state.step} steps ({state.elapsed:.0f}s of training): val loss {val_loss:.4f} "
-        f"nats/{unit} ({val_loss / math.log(2):.3f} bits/{unit}, perplexity "
-        f"{math.exp(val_loss):.2f}) over all {len(data.val):,} validation tokens",
+        f"after {state.step} steps ({state.elapsed:.0f}s of training + {eval_seconds:.1f}s of "
+        f"evaluation): val loss {val_loss:.4f} nats/{unit} ({val_loss / math.log(2):.3f} "
+        f"bits/{unit}, perplexity {math.exp(val_loss):.2f}) over {which} validation tokens",
         flush=True,
     )
     checkpoint = save(state, "final", {"val_loss": val_loss})

@@ -106,11 +106,18 @@ def random_windows(
     return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
 
 
-def sequential_windows(ids: Tensor, block_size: int, batch_size: int):
+def sequential_windows(ids: Tensor, block_size: int, batch_size: int, max_windows: int = 0):
     """Non-overlapping windows covering `ids` once, in batches of up to `batch_size`: what an
-    exact evaluation reads. Yields x, y (b, T); the last partial window is dropped."""
+    exact evaluation reads. Yields x, y (b, T); the last partial window is dropped.
+
+    With `max_windows` (0: no cap) only that many windows are read, spread evenly over `ids`:
+    a capped evaluation then samples the whole text rather than its first pages.
+    """
     n = (len(ids) - 1) // block_size
     x = ids[: n * block_size].view(n, block_size)  # (n, T)
     y = ids[1 : n * block_size + 1].view(n, block_size)  # (n, T)
+    if 0 < max_windows < n:
+        keep = torch.linspace(0, n - 1, max_windows).round().long()  # (max_windows,)
+        x, y, n = x[keep], y[keep], max_windows
     for i in range(0, n, batch_size):
         yield x[i : i + batch_size], y[i : i + batch_size]

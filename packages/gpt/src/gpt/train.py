@@ -43,8 +43,9 @@ from torch import Tensor
 
 from gpt.data import TokenData, sequential_windows
 from gpt.model import GPT, GPTConfig, lm_loss
+from gpt.muon import Muon
 from shared.config import option
-from shared.device import autocast
+from shared.device import autocast, fast_dtype
 from shared.runs import Run
 
 
@@ -72,18 +73,21 @@ class ModelOptions:
     rope_theta: float = option(10000.0, "RoPE base")
     attention: Literal["auto", "fused", "naive"] = option(
         "auto",
-        "fused: torch's kernel; naive: matmul + softmax; auto: naive on CPU, where it trains "
-        "faster at this size (README), fused elsewhere",
+        "fused: torch's kernel; naive: matmul + softmax; auto: naive on a CPU in bf16, where "
+        "it trains faster at this size (README), fused elsewhere",
     )
 
-    def gpt_config(self, vocab_size: int, device_type: str = "cpu") -> GPTConfig:
+    def gpt_config(
+        self, vocab_size: int, device_type: str = "cpu", precision: str = "fp32"
+    ) -> GPTConfig:
         make = GPTConfig.gpt2 if self.variant == "gpt2" else GPTConfig.modern
         overrides = {
             k: getattr(self, k)
             for k in ("pos", "norm", "activation", "bias")
             if getattr(self, k) is not None
         }
-        fused = self.attention == "fused" or (self.attention == "auto" and device_type != "cpu")
+        naive_pays = device_type == "cpu" and precision == "bf16"
+        fused = self.attention == "fused" or (self.attention == "auto" and not naive_pays)
         return make(
             vocab_size=vocab_size,
             block_size=self.block_size,
@@ -115,7 +119,9 @@ class TrainConfig:
     model: ModelOptions = option(ModelOptions, "the network")
     batch_size: int = option(32, "windows per optimizer step (B); tokens/step = B x block_size")
     max_iters: int = option(0, "stop after this many steps (0: only the time limit)")
-    time_limit: float = option(75.0, "seconds of training before the final evaluation (0: none)")
+    time_limit: float = option(
+        75.0, "seconds for training and the final evaluation together (0: no time limit)"
+    )
     optimizer: Literal["muon", "adamw", "sgd"] = option(
         "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
     )
@@ -132,6 +138,9 @@ class TrainConfig:
     grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)")
     eval_interval: int = option(100, "estimate train and val loss every N steps")
     eval_iters: int = option(4, "batches per split in each scheduled estimate")
+    final_eval_tokens: int = option(
+        65536, "validation tokens in the final evaluation, in windows spread evenly (0: all)"
+    )
     checkpoint_interval: int = option(
         0, "also save a checkpoint every N steps (0: only at the end)"
     )
@@ -153,7 +162,14 @@ class TrainConfig:
             raise ValueError("set --time-limit or --max-iters (or both): training needs an end")
         if self.lr <= 0 or self.muon_lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("--lr and --muon-lr must be positive and --min-lr-ratio in [0, 1]")
-        for name in ("max_iters", "time_limit", "grad_clip", "threads", "warmup_iters"):
+        for name in (
+            "max_iters",
+            "time_limit",
+            "grad_clip",
+            "threads",
+            "warmup_iters",
+            "final_eval_tokens",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
         self.model.gpt_config(vocab_size=2)  # checks the model options now, not after loading
@@ -199,13 +215,23 @@ class LMTask:
         model.train(was_training)
         return out
 
+    def eval_windows(self, ids: Tensor, max_tokens: int = 0) -> int:
+        """How many windows `evaluate(..., max_tokens)` reads from `ids` (0: every one)."""
+        T = self.model_config.block_size
+        every = (len(ids) - 1) // T
+        return min(every, max_tokens // T) if max_tokens else every
+
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, ids: Tensor, precision_ctx) -> float:
-        """Exact mean loss over every non-overlapping window of `ids` (e.g. the whole val split)."""
+    def evaluate(
+        self, model: torch.nn.Module, ids: Tensor, precision_ctx, max_tokens: int = 0
+    ) -> float:
+        """Mean loss over non-overlapping windows of `ids`: every one (exact), or about
+        `max_tokens` tokens' worth spread evenly over it."""
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
-        for x, y in sequential_windows(ids, self.model_config.block_size, 64):
+        windows = self.eval_windows(ids, max_tokens)
+        for x, y in sequential_windows(ids, self.model_config.block_size, 64, windows):
             with precision_ctx():
                 total += self.loss(model, (x, y)).item() * y.numel()
             count += y.numel()
@@ -261,8 +287,12 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer | Muon
     else:
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     if cfg.optimizer == "muon":
-        muon = torch.optim.Muon(
-            muon_params, lr=cfg.muon_lr, momentum=cfg.muon_momentum, weight_decay=0.0
+        muon = Muon(  # Newton-Schulz in bf16 only where this machine has native bf16
+            muon_params,
+            lr=cfg.muon_lr,
+            momentum=cfg.muon_momentum,
+            weight_decay=0.0,
+            ns_dtype=fast_dtype(next(model.parameters()).device),
         )
         optimizer = MuonWithAdamW(muon, optimizer)
     for group in optimizer.param_groups:
@@ -270,17 +300,20 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer | Muon
     return optimizer
 
 
-def lr_factor(cfg: TrainConfig, step: int, elapsed: float) -> float:
+def lr_factor(cfg: TrainConfig, step: int, elapsed: float, seconds: float | None = None) -> float:
     """The learning rate over its peak: warmup over `warmup_iters` steps, then decay to
-    `min_lr_ratio` as the budget ends."""
+    `min_lr_ratio` as the budget ends (`seconds` of training: by default the time limit)."""
     if step < cfg.warmup_iters:
         return (step + 1) / cfg.warmup_iters
     done = 0.0
     if cfg.max_iters:
         span = max(1, cfg.max_iters - cfg.warmup_iters)
         done = max(done, (step - cfg.warmup_iters) / span)
-    if cfg.time_limit:
-        done = max(done, elapsed / cfg.time_limit)
+    seconds = cfg.time_limit if seconds is None else seconds
+    if seconds > 0:
+        done = max(done, elapsed / seconds)
+    elif cfg.time_limit:  # the budget is spent
+        done = 1.0
     done = min(done, 1.0)
     shape = {
         "cosine": 0.5 * (1 + math.cos(math.pi * done)),
@@ -288,6 +321,18 @@ def lr_factor(cfg: TrainConfig, step: int, elapsed: float) -> float:
         "constant": 1.0,
     }[cfg.decay]
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+
+
+def predict_eval_seconds(
+    tokens: int, eval_seconds_per_token: float | None, train_seconds_per_token: float | None
+) -> float:
+    """How long evaluating `tokens` tokens will take: at the measured evaluation speed, else at
+    a third of the training speed (forward alone, against forward + backward), else 0."""
+    if eval_seconds_per_token is not None:
+        return tokens * eval_seconds_per_token
+    if train_seconds_per_token is not None:
+        return tokens * train_seconds_per_token / 3
+    return 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,6 +362,11 @@ def train_loop(
 ) -> LoopState:
     """Train until the step or time budget ends; log every step, evaluate on a schedule.
 
+    The time limit covers the final evaluation too, so training stops early enough to leave
+    time for it: `final_eval_tokens` tokens at the speed the scheduled estimates measure (the
+    same forward pass), or, before the first of them, a third of a training step's time per
+    token (a forward pass is about a third of forward + backward).
+
     `forward_model` is what computes the loss (a torch.compile'd wrapper of `model`, or
     `model` itself); `save(state)` writes a checkpoint every `checkpoint_interval` steps.
     """
@@ -327,8 +377,25 @@ def train_loop(
     def precision_ctx():
         return autocast(device, precision)
 
+    T = task.model_config.block_size
+    final_tokens = task.eval_windows(task.data.val, cfg.final_eval_tokens) * T
+    estimate_tokens = 2 * cfg.eval_iters * tokens_per_step  # both splits
+    eval_seconds_per_token: float | None = None  # measured at each scheduled estimate
+    started_at, elapsed_at_start = state.step, state.elapsed
+
+    def final_eval_seconds() -> float:
+        steps = state.step - started_at
+        train_seconds_per_token = (
+            (state.elapsed - elapsed_at_start) / (steps * tokens_per_step) if steps else None
+        )
+        return predict_eval_seconds(final_tokens, eval_seconds_per_token, train_seconds_per_token)
+
+    def training_seconds() -> float:
+        """What the time limit leaves for training once the final evaluation is paid for."""
+        return cfg.time_limit - final_eval_seconds()
+
     def over_budget() -> bool:
-        out_of_time = cfg.time_limit and state.elapsed >= cfg.time_limit
+        out_of_time = cfg.time_limit and state.elapsed >= training_seconds()
         return bool(out_of_time or (cfg.max_iters and state.step >= cfg.max_iters))
 
     model.train()
@@ -336,7 +403,7 @@ def train_loop(
     with run.progress(total, desc="train", item_name="tok") as bar:
         while not over_budget():
             started = time.perf_counter()
-            factor = lr_factor(cfg, state.step, state.elapsed)
+            factor = lr_factor(cfg, state.step, state.elapsed, training_seconds())
             for group in optimizer.param_groups:
                 group["lr"] = group["peak_lr"] * factor
             lr = cfg.lr * factor
@@ -354,7 +421,9 @@ def train_loop(
             bar.advance(loss=loss_value, items=tokens_per_step)
             run.log(state.step, loss=loss_value, lr=lr)
             if state.step % cfg.eval_interval == 0:
+                eval_started = time.perf_counter()
                 est = task.estimate(model, cfg.eval_iters, cfg.seed + 1, precision_ctx)
+                eval_seconds_per_token = (time.perf_counter() - eval_started) / estimate_tokens
                 run.log(state.step, train_loss=est["train"], val_loss=est["val"])
                 bar.write(
                     f"step {state.step:5d}  {state.elapsed:5.1f}s  "
