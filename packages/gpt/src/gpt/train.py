@@ -60,7 +60,7 @@ class ModelOptions:
     n_head: int = option(4, "attention heads")
     n_kv_head: int | None = option(None, "key/value heads (fewer than n_head: grouped-query)")
     n_embd: int = option(128, "width of the residual stream")
-    block_size: int = option(128, "context length in tokens")
+    block_size: int = option(64, "context length in tokens")
     mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)")
     dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)")
     tie_embeddings: bool = option(True, "share the input embedding with the output layer")
