@@ -28,7 +28,7 @@ from attention.seq2seq import Seq2Seq, Seq2SeqConfig
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
-from shared.device import autocast, pick_device, resolve_precision
+from shared.device import autocast, describe_precision, pick_device, resolve_precision
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
@@ -56,7 +56,7 @@ class TrainConfig:
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16"] = option(
-        "fp32", "auto: bf16 where supported (slower on CPUs without AMX: see the README)"
+        "fp32", "auto: bf16 where the CPU or GPU has it natively (slower here: see the README)"
     )
     threads: int = option(0, "torch CPU threads (0: torch's default; 1 on a busy machine)")
     seed: int = option(0, "random seed for data order, dropout and weights")
@@ -288,7 +288,8 @@ def train_translator(
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{len(train_ex):,} training pairs, vocabularies de {len(src_vocab):,} / en "
-        f"{len(tgt_vocab):,} words, {n_params / 1e6:.2f}M parameters, {device}, {precision}",
+        f"{len(tgt_vocab):,} words, {n_params / 1e6:.2f}M parameters, {device}, "
+        f"{describe_precision(cfg.precision, device)}",
         flush=True,
     )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -1,6 +1,6 @@
 """`uv run --package gpt train | sample | eval`: a GPT on Shakespeare in a minute and a half.
 
-    uv run --package gpt train                          # char-level, ~85 s on a 2-core CPU
+    uv run --package gpt train                          # char-level, ~83 s on a 2-core CPU
     uv run --package gpt train --tokenizer=bpe --model.variant=gpt2 --time-limit=300
     uv run --package gpt train --resume=RUN --max-iters=2000    # continue a run exactly
     uv run --package gpt sample --prompt="ROMEO:" --temperature=0.8 --top-k=40
@@ -361,7 +361,9 @@ class EvalConfig:
     run: str | None = option(None, "run name, run folder or checkpoint (default: the latest run)")
     split: Literal["val", "train"] = option("val", "which split of the run's dataset")
     text_file: Path | None = option(None, "evaluate on this UTF-8 text file instead")
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 where supported")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto: bf16 where the CPU or GPU has it natively, else fp32"
+    )
     device: str = option("cpu", "cpu, cuda, mps or auto")
 
 

@@ -7,10 +7,16 @@ drives it; `training_kit` (a later stage) can run the same task under Accelerate
     for step in range(...):                        until --max-iters or --time-limit
         lr = peak * lr_factor(cfg, step, elapsed)  linear warmup, then cosine (or linear) decay
         x, y = task.batch("train", generator)      B random windows of T tokens
-        with autocast(bf16):                       matmuls in bfloat16, weights in float32
+        with autocast(precision):                  bf16 matmuls where bf16 is native, else fp32
             loss = task.loss(model, (x, y))        mean next-token cross-entropy
         loss.backward(); clip_grad_norm_(1.0); optimizer.step()
         every --eval-interval steps: train and val loss on --eval-iters batches each
+    then the final evaluation: --final-eval-tokens of the val split, inside the time limit
+
+Why the time limit covers the final evaluation: a promise of "val loss X within N seconds"
+must hold on a slow CPU as on a fast one. The evaluation is capped (about 65k tokens in windows
+spread over the split, not all of it), and the loop stops training early enough to pay for it
+at the speed the scheduled estimates measured.
 
 Why a schedule that follows the clock: with a time budget the number of steps is unknown in
 advance, so the decay runs on `max(step / max_iters, elapsed / time_limit)`: the learning rate
@@ -20,11 +26,12 @@ only, which is what makes a resumed run repeat the uninterrupted one exactly (te
 
 Why Muon for the matrices inside the blocks (the default): Adam scales each weight's update
 on its own, so a matrix's update is dominated by a few directions, the ones its gradient
-happens to point along. Muon (Keller Jordan, 2024) takes the momentum of a matrix's gradient
-and replaces it by the nearest orthogonal matrix (five Newton-Schulz iterations, a handful
-of small matmuls): every direction of the update moves at the same rate. At equal steps on
-the default model it reaches 1.60 where AdamW reaches 1.73 (README). Embeddings, the output
-layer tied to them, and the norm gains are not such matrices; AdamW keeps training them.
+happens to point along. Muon (Keller Jordan, 2024; `gpt.muon`) takes the momentum of a
+matrix's gradient and replaces it by the nearest orthogonal matrix (five Newton-Schulz
+iterations, a handful of small matmuls, in bf16 only where bf16 is native): every direction
+of the update moves at the same rate. At equal steps on the default model it reaches 1.60
+where AdamW reaches 1.73 (README). Embeddings, the output layer tied to them, and the norm
+gains are not such matrices; AdamW keeps training them.
 
 Why weight decay on the matrices only: biases, norm gains and embeddings are not the weights
 that overfit by growing (as in the transformer stage's loop). Muon's matrices get none: at
@@ -144,7 +151,9 @@ class TrainConfig:
     checkpoint_interval: int = option(
         0, "also save a checkpoint every N steps (0: only at the end)"
     )
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast if supported")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto: bf16 autocast where the CPU or GPU has it natively, else fp32"
+    )
     device: str = option("auto", "cpu, cuda, mps or auto")
     threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)")
     compile: bool = option(False, "torch.compile the model (pays off only for long runs)")

@@ -33,7 +33,7 @@ from seq_models.charlm import evaluate as evaluate_loss
 from shared import datasets
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
-from shared.device import autocast, pick_device, resolve_precision
+from shared.device import autocast, describe_precision, pick_device, resolve_precision
 from shared.errors import DatasetError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
@@ -58,7 +58,9 @@ class TrainConfig:
     eval_every: int = option(100, "evaluate on part of the validation split every N steps")
     eval_batches: int = option(8, "windows of the validation split per scheduled evaluation")
     sample_length: int = option(300, "characters to print from the model at the end")
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 where supported")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto: bf16 where this CPU or GPU has it natively, else fp32"
+    )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     threads: int = option(
         1, "torch CPU threads (0: torch's default); 1 is robust on a shared machine"
@@ -120,7 +122,8 @@ def train(argv: list[str]) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{dataset}: {len(train_ids):,} train / {len(val_ids):,} val characters, vocabulary "
-        f"{len(vocab)}; model {n_params:,} parameters; {precision} on {device}, "
+        f"{len(vocab)}; model {n_params:,} parameters; "
+        f"{describe_precision(cfg.precision, device)} on {device}, "
         f"{torch.get_num_threads()} threads",
         flush=True,
     )

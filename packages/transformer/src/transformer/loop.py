@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from shared.checkpoint import save_checkpoint
 from shared.config import option
-from shared.device import autocast, pick_device, resolve_precision
+from shared.device import autocast, describe_precision, pick_device, resolve_precision
 from shared.runs import Run
 from transformer.schedule import Decay, make_scheduler
 
@@ -59,7 +59,8 @@ class LoopConfig:
     min_lr_ratio: float = option(0.0, "the schedule ends at lr * this")
     clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
-        "auto", "auto: bf16 autocast on CPU; fp16 autocast + grad scaler on CUDA"
+        "auto",
+        "auto: bf16 autocast on a CPU with native bf16, else fp32; fp16 + grad scaler on CUDA",
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(
@@ -238,7 +239,8 @@ def fit(
         optimizer, cfg.warmup_steps(total_updates), total_updates, cfg.schedule, cfg.min_lr_ratio
     )
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    print(f"device {device}, precision {precision}, {total_updates} optimizer steps", flush=True)
+    note = precision if precision == "fp16" else describe_precision(cfg.precision, device)
+    print(f"device {device}, precision {note}, {total_updates} optimizer steps", flush=True)
 
     start = time.perf_counter()
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else math.inf
