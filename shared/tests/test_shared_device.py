@@ -76,7 +76,7 @@ def fake_matmul_seconds(fp32: float, bf16: float):
 
 
 def test_an_avx2_only_cpu_gets_fp32_without_timing(monkeypatch, fresh_verdict):
-    monkeypatch.setattr(device, "_cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
     monkeypatch.setattr(device, "_matmul_seconds", lambda *a, **k: pytest.fail("timed anyway"))
     verdict = device.cpu_bf16_verdict()
     assert not verdict.native and "emulated" in verdict.reason
@@ -90,7 +90,7 @@ def test_an_avx2_only_cpu_gets_fp32_without_timing(monkeypatch, fresh_verdict):
 
 
 def test_a_cpu_with_native_bf16_gets_bf16(monkeypatch, fresh_verdict):
-    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
     monkeypatch.setattr(device, "_matmul_seconds", fake_matmul_seconds(fp32=2e-3, bf16=1e-3))
     cpu = torch.device("cpu")
     assert device.cpu_bf16_verdict().native
@@ -104,7 +104,7 @@ def test_a_cpu_with_native_bf16_gets_bf16(monkeypatch, fresh_verdict):
 
 def test_flags_that_promise_bf16_are_checked_by_timing(monkeypatch, fresh_verdict):
     """AMX in /proc/cpuinfo, but oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA): bf16 is slow."""
-    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512_bf16", "amx_bf16"})
     monkeypatch.setattr(device, "_matmul_seconds", fake_matmul_seconds(fp32=1e-3, bf16=8e-2))
     verdict = device.cpu_bf16_verdict()
     assert not verdict.native
@@ -119,7 +119,7 @@ def test_the_verdict_is_taken_once_per_process(monkeypatch, fresh_verdict):
         calls.append(dtype)
         return 1e-3
 
-    monkeypatch.setattr(device, "_cpu_flags", lambda: None)  # e.g. an ARM CPU or macOS
+    monkeypatch.setattr(device, "cpu_flags", lambda: None)  # e.g. an ARM CPU or macOS
     monkeypatch.setattr(device, "_matmul_seconds", timed)
     for _ in range(3):
         device.resolve_precision("auto", torch.device("cpu"))
@@ -130,13 +130,13 @@ def test_the_verdict_is_taken_once_per_process(monkeypatch, fresh_verdict):
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n")
-    assert device._cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "fma"}
-    assert device._cpu_flags(str(tmp_path / "missing")) is None
+    assert device.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "fma"}
+    assert device.cpu_flags(str(tmp_path / "missing")) is None
 
 
 def test_the_real_verdict_agrees_with_this_cpu(fresh_verdict):
     """No AVX-512 bf16 or AMX flag: never native; either way the timing runs in well under 1 s."""
-    flags = device._cpu_flags()
+    flags = device.cpu_flags()
     verdict = device.cpu_bf16_verdict()
     if flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
         assert not verdict.native

@@ -57,7 +57,7 @@ class Bf16Verdict:
     reason: str
 
 
-def _cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
     """The x86 instruction-set flags Linux reports, or None where there are none to read."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
@@ -95,7 +95,7 @@ def cpu_bf16_verdict() -> Bf16Verdict:
     """
     import torch
 
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
         return Bf16Verdict(False, "this CPU has no AVX-512 bf16 or AMX: bf16 would be emulated")
     fp32 = _matmul_seconds(torch.float32)
