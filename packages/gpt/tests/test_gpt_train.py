@@ -64,7 +64,7 @@ def losses(rows):
     "optimizer", [["--optimizer=muon", "--muon-lr=0.05"], ["--optimizer=adamw"]], ids=str
 )
 def test_gpt_train_drives_the_loss_down(text_file, tmp_path, capsys, optimizer):
-    common = [*TINY, f"--text-file={text_file}", "--max-iters=60", "--lr=1e-2"]
+    common = [*TINY, f"--text-file={text_file}", "--max-steps=60", "--lr=1e-2"]
     train([*common, *optimizer, "--run-name=a"])
     out = capsys.readouterr().out
     rows = metrics(tmp_path, "a")
@@ -85,7 +85,7 @@ def test_gpt_train_compiled_gives_the_same_losses(text_file, tmp_path, monkeypat
     must equal the uncompiled run's."""
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))
-    common = [*TINY, f"--text-file={text_file}", "--max-iters=4", "--sample-length=0"]
+    common = [*TINY, f"--text-file={text_file}", "--max-steps=4", "--sample-length=0"]
     train([*common, "--run-name=plain"])
     train([*common, "--compile", "--run-name=compiled"])
     plain, compiled = losses(metrics(tmp_path, "plain")), losses(metrics(tmp_path, "compiled"))
@@ -96,7 +96,7 @@ def test_gpt_train_compiled_gives_the_same_losses(text_file, tmp_path, monkeypat
 def test_gpt_train_resume_continues_exactly(text_file, tmp_path):
     """Stop at step 6 of 12 and resume: steps 7..12 have the losses of the uninterrupted run.
     Dropout is on, so the global RNG state must come back too, not just the batch sampler's."""
-    common = [*TINY, f"--text-file={text_file}", "--max-iters=12", "--model.dropout=0.1"]
+    common = [*TINY, f"--text-file={text_file}", "--max-steps=12", "--model.dropout=0.1"]
     train([*common, "--checkpoint-interval=6", "--eval-interval=4", "--run-name=full"])
     checkpoint = tmp_path / "runs" / "gpt" / "full" / "checkpoints" / "step_000006"
     train([*common, f"--resume={checkpoint}", "--eval-interval=4", "--run-name=resumed"])
@@ -107,18 +107,18 @@ def test_gpt_train_resume_continues_exactly(text_file, tmp_path):
 
 def test_gpt_train_resume_takes_the_runs_own_config(text_file, tmp_path):
     """`--resume RUN` alone rebuilds the run's model options from its checkpoint."""
-    train([*TINY, f"--text-file={text_file}", "--max-iters=4", "--run-name=base"])
-    train([f"--resume={tmp_path / 'runs' / 'gpt' / 'base'}", "--max-iters=6", "--run-name=more"])
+    train([*TINY, f"--text-file={text_file}", "--max-steps=4", "--run-name=base"])
+    train([f"--resume={tmp_path / 'runs' / 'gpt' / 'base'}", "--max-steps=6", "--run-name=more"])
     assert max(losses(metrics(tmp_path, "more"))) == 6
 
 
 def test_gpt_train_refuses_a_checkpoint_from_another_config(text_file, tmp_path):
-    train([*TINY, f"--text-file={text_file}", "--max-iters=2", "--run-name=a"])
+    train([*TINY, f"--text-file={text_file}", "--max-steps=2", "--run-name=a"])
     run = str(tmp_path / "runs" / "gpt" / "a")
     with pytest.raises(CheckpointError, match="n_embd=32 .asked: 64"):
-        train([*TINY, f"--resume={run}", "--max-iters=4", "--model.n_embd=64"])
+        train([*TINY, f"--resume={run}", "--max-steps=4", "--model.n_embd=64"])
     with pytest.raises(CheckpointError, match="char tokenizer, not --tokenizer=bpe"):
-        train([*TINY, f"--resume={run}", "--max-iters=4", "--tokenizer=bpe"])
+        train([*TINY, f"--resume={run}", "--max-steps=4", "--tokenizer=bpe"])
     # a tokenizer swapped under a run: sample refuses it (its hash no longer matches)
     from tokenizers_fromscratch import CharTokenizer
 
@@ -128,7 +128,7 @@ def test_gpt_train_refuses_a_checkpoint_from_another_config(text_file, tmp_path)
 
 
 def test_gpt_sample_and_eval_commands(text_file, tmp_path, capsys):
-    train([*TINY, f"--text-file={text_file}", "--max-iters=40", "--lr=1e-2", "--run-name=a"])
+    train([*TINY, f"--text-file={text_file}", "--max-steps=40", "--lr=1e-2", "--run-name=a"])
     capsys.readouterr()
     sample(["--prompt=To be", "--max-new-tokens=30", "--temperature=0"])  # the latest run
     greedy = capsys.readouterr().out
@@ -147,7 +147,7 @@ def test_gpt_sample_and_eval_commands(text_file, tmp_path, capsys):
 
 
 def test_gpt_sample_cache_and_no_cache_print_the_same_text(text_file, capsys):
-    train([*TINY, f"--text-file={text_file}", "--max-iters=10", "--run-name=a"])
+    train([*TINY, f"--text-file={text_file}", "--max-steps=10", "--run-name=a"])
     capsys.readouterr()
     sample(["--prompt=To", "--max-new-tokens=12", "--temperature=0"])
     cached = capsys.readouterr().out
@@ -160,19 +160,19 @@ def test_gpt_train_falls_back_to_pystdlib_offline(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("DATASETS_CACHE", str(tmp_path / "empty_cache"))
     monkeypatch.delenv("DATASETS_MIRROR", raising=False)
     monkeypatch.setenv("DATASETS_OFFLINE", "1")
-    train([*TINY, "--max-iters=2", "--sample-length=0", "--eval-interval=100"])
+    train([*TINY, "--max-steps=2", "--sample-length=0", "--eval-interval=100"])
     out = capsys.readouterr().out
     assert "tinyshakespeare is unavailable, so this run trains on pystdlib instead" in out
     assert "pystdlib:" in out
 
 
 def test_gpt_train_config_errors_name_the_option():
-    with pytest.raises(ConfigError, match="--time-limit or --max-iters"):
-        parse_config(TrainConfig, ["--max-iters=0", "--time-limit=0"], prog="gpt train")
+    with pytest.raises(ConfigError, match="--time_limit or --max_steps"):
+        parse_config(TrainConfig, ["--max-steps=0", "--time-limit=0"], prog="gpt train")
     with pytest.raises(ConfigError, match="n_embd 128 is not divisible by n_head 3"):
         parse_config(TrainConfig, ["--model.n_head=3"], prog="gpt train")
-    with pytest.raises(ConfigError, match="did you mean --max.iters"):
-        parse_config(TrainConfig, ["--max-iter=3"], prog="gpt train")
+    with pytest.raises(ConfigError, match="did you mean --max.steps"):
+        parse_config(TrainConfig, ["--max-step=3"], prog="gpt train")
 
 
 def test_gpt_train_muon_takes_the_block_matrices_and_adamw_the_rest():
@@ -190,17 +190,17 @@ def test_gpt_train_muon_takes_the_block_matrices_and_adamw_the_rest():
 
 
 def test_gpt_train_schedule_warms_up_then_decays_to_the_floor():
-    cfg = TrainConfig(max_iters=100, time_limit=0, warmup_iters=10, min_lr_ratio=0.1)
+    cfg = TrainConfig(max_steps=100, time_limit=0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(cfg, 0, 0.0) == pytest.approx(0.1)
     assert lr_factor(cfg, 9, 0.0) == pytest.approx(1.0)
     assert lr_factor(cfg, 10, 0.0) == pytest.approx(1.0)
     assert lr_factor(cfg, 100, 0.0) == pytest.approx(0.1)
-    timed = TrainConfig(max_iters=0, time_limit=10.0, warmup_iters=0, min_lr_ratio=0.0)
+    timed = TrainConfig(max_steps=0, time_limit=10.0, warmup_steps=0, min_lr_ratio=0.0)
     assert lr_factor(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half a cosine
 
 
 def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):
-    train([*TINY, f"--text-file={text_file}", "--max-iters=2", "--run-name=a"])
+    train([*TINY, f"--text-file={text_file}", "--max-steps=2", "--run-name=a"])
     final = tmp_path / "runs" / "gpt" / "a" / "checkpoints" / "final"
     assert sorted(p.name for p in final.iterdir()) == [
         "meta.json",
@@ -254,7 +254,7 @@ def test_gpt_final_evaluation_time_is_predicted_from_what_was_measured():
 
 def test_gpt_train_time_limit_leaves_room_for_the_final_evaluation():
     """Training's share of the limit is what the evaluation leaves; the schedule ends there."""
-    cfg = TrainConfig(time_limit=10.0, max_iters=0, warmup_iters=0, min_lr_ratio=0.0)
+    cfg = TrainConfig(time_limit=10.0, max_steps=0, warmup_steps=0, min_lr_ratio=0.0)
     assert lr_factor(cfg, 5, 4.0, seconds=8.0) == pytest.approx(0.5)  # half of 8 s, not of 10
     assert lr_factor(cfg, 5, 4.0, seconds=0.0) == pytest.approx(0.0)  # all spent on evaluation
 
@@ -262,7 +262,7 @@ def test_gpt_train_time_limit_leaves_room_for_the_final_evaluation():
 def test_gpt_train_says_how_much_of_the_split_it_evaluated(text_file, tmp_path, capsys):
     text = text_file.read_text(encoding="utf-8")
     val = len(text) - int(len(text) * 0.9)  # characters: one token each
-    common = [*TINY, f"--text-file={text_file}", "--max-iters=2", "--sample-length=0"]
+    common = [*TINY, f"--text-file={text_file}", "--max-steps=2", "--sample-length=0"]
     train([*common, "--final-eval-tokens=64", "--run-name=capped"])
     assert f"over 64 of the {val} validation tokens" in capsys.readouterr().out
     train([*common, "--final-eval-tokens=0", "--run-name=all"])

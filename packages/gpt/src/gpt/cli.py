@@ -2,7 +2,7 @@
 
     uv run --package gpt train                          # char-level, ~83 s on a 2-core CPU
     uv run --package gpt train --tokenizer=bpe --model.variant=gpt2 --time-limit=300
-    uv run --package gpt train --resume=RUN --max-iters=2000    # continue a run exactly
+    uv run --package gpt train --resume=RUN --max-steps=2000    # continue a run exactly
     uv run --package gpt sample --prompt="ROMEO:" --temperature=0.8 --top-k=40
     uv run --package gpt eval                           # val loss and perplexity of the latest run
     uv run --package gpt eval --text-file=my.txt        # ... on any text
@@ -37,14 +37,13 @@ from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
 from shared.device import (
     autocast,
-    describe_precision,
     pick_device,
-    pick_threads,
     resolve_precision,
 )
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import rng_state, seed_everything, set_rng_state
+from shared.training import StopSignals, setup
 from tokenizers_fromscratch import Tokenizer, load_tokenizer
 
 STAGE = "gpt"
@@ -157,10 +156,8 @@ def train(argv: list[str]) -> None:
         resume_from = latest_checkpoint(cfg.resume)
         resume_meta = read_meta(resume_from)
         cfg = resume_config(cfg, argv, resume_meta, resume_from)
-    threads_note = pick_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    precision_note = describe_precision(cfg.precision, device)
+    env = setup(cfg)  # threads, device, precision (and why), seeds
+    device, precision = env.device, env.precision
 
     # Data and tokenizer first: a missing dataset leaves no half-made run folder behind.
     if cfg.text_file is not None:
@@ -212,7 +209,7 @@ def train(argv: list[str]) -> None:
         f"{dataset}: {len(data.train):,} train / {len(data.val):,} val tokens "
         f"({tok.kind} tokenizer, vocabulary {tok.vocab_size}); model {n_params:,} parameters "
         f"({model.num_parameters(non_embedding=True):,} without embeddings); "
-        f"{precision_note} on {device}, {threads_note}",
+        f"{env.precision_note} on {device}, {env.threads_note}",
         flush=True,
     )
     if resume_from is not None:
@@ -240,9 +237,18 @@ def train(argv: list[str]) -> None:
         )
 
     forward_model = torch.compile(model) if cfg.compile else model
-    state = train_loop(
-        task, model, optimizer, cfg, run, state, device, precision, save, forward_model
-    )
+    with StopSignals() as stop:
+        state = train_loop(
+            task, model, optimizer, cfg, run, state, device, precision, save, forward_model, stop
+        )
+    if stop.requested:  # Ctrl-C or SIGTERM: keep every step trained so far, say how to go on
+        checkpoint = save(state, "interrupted")
+        print(
+            f"interrupted at step {state.step} ({state.elapsed:.0f}s of training); saved "
+            f"{checkpoint}\nresume with: uv run --package gpt train --resume={run.folder}",
+            flush=True,
+        )
+        raise SystemExit(stop.exit_code)
 
     def precision_ctx():
         return autocast(device, precision)

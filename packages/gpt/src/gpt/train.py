@@ -4,7 +4,7 @@
 model, draws batches, computes the loss and evaluates. `train_loop` is the plain loop that
 drives it; `training_kit` (a later stage) can run the same task under Accelerate or DeepSpeed.
 
-    for step in range(...):                        until --max-iters or --time-limit
+    for step in range(...):                        until --max-steps or --time-limit
         lr = peak * lr_factor(cfg, step, elapsed)  linear warmup, then cosine (or linear) decay
         x, y = task.batch("train", generator)      B random windows of T tokens
         with autocast(precision):                  bf16 matmuls where bf16 is native, else fp32
@@ -19,9 +19,9 @@ spread over the split, not all of it), and the loop stops training early enough 
 at the speed the scheduled estimates measured.
 
 Why a schedule that follows the clock: with a time budget the number of steps is unknown in
-advance, so the decay runs on `max(step / max_iters, elapsed / time_limit)`: the learning rate
+advance, so the decay runs on `max(step / max_steps, elapsed / time_limit)`: the learning rate
 always reaches its minimum as the budget ends, on a fast machine or a slow one. With a step
-budget alone (`--time-limit=0 --max-iters=N`), every step's learning rate depends on the step
+budget alone (`--time-limit=0 --max-steps=N`), every step's learning rate depends on the step
 only, which is what makes a resumed run repeat the uninterrupted one exactly (tested).
 
 Why Muon for the matrices inside the blocks (the default): Adam scales each weight's update
@@ -38,7 +38,6 @@ that overfit by growing (as in the transformer stage's loop). Muon's matrices ge
 Muon's learning rate, decay 0.1 would shrink them by about a third within the default run.
 """
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ from gpt.muon import Muon
 from shared.config import option
 from shared.device import autocast, fast_dtype
 from shared.runs import Run
+from shared.training import Decay, RunOptions, StopSignals, prune_checkpoints
+from shared.training import lr_factor as schedule_factor
 
 
 @dataclass
@@ -112,8 +113,13 @@ class ModelOptions:
 
 
 @dataclass
-class TrainConfig:
-    """Everything `gpt train` can be told; the defaults are tuned for 90 s on a 2-core CPU."""
+class TrainConfig(RunOptions):
+    """Everything `gpt train` can be told; the defaults are tuned for 90 s on a 2-core CPU.
+
+    The run options (step cap, time limit, evaluation and checkpoint intervals, precision,
+    device, threads, seed, run name, resume) come from `shared.training.RunOptions`, with the
+    same names and meanings as in every other stage.
+    """
 
     dataset: Literal["tinyshakespeare", "pystdlib"] = option(
         "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
@@ -125,7 +131,6 @@ class TrainConfig:
     bpe_vocab_size: int = option(512, "vocabulary of the BPE tokenizer (trained for the run)")
     model: ModelOptions = option(ModelOptions, "the network")
     batch_size: int = option(32, "windows per optimizer step (B); tokens/step = B x block_size")
-    max_iters: int = option(0, "stop after this many steps (0: only the time limit)")
     time_limit: float = option(
         75.0, "seconds for training and the final evaluation together (0: no time limit)"
     )
@@ -136,49 +141,32 @@ class TrainConfig:
     muon_lr: float = option(0.02, "peak learning rate of Muon's matrices")
     muon_momentum: float = option(0.95, "Muon: momentum of the gradient average")
     min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio")
-    warmup_iters: int = option(50, "steps of linear warmup from lr / warmup_iters")
-    decay: Literal["cosine", "linear", "constant"] = option("cosine", "shape of the decay")
+    warmup_steps: int = option(50, "steps of linear warmup from lr / warmup_steps")
+    decay: Decay = option("cosine", "shape of the decay")
     weight_decay: float = option(0.1, "AdamW's decoupled weight decay (matrices only)")
     beta1: float = option(0.9, "AdamW: momentum of the gradient average")
     beta2: float = option(0.99, "AdamW: of the squared-gradient average (0.99 suits small batches)")
     momentum: float = option(0.9, "SGD only: momentum")
     grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)")
-    eval_interval: int = option(100, "estimate train and val loss every N steps")
     eval_iters: int = option(4, "batches per split in each scheduled estimate")
     final_eval_tokens: int = option(
         65536, "validation tokens in the final evaluation, in windows spread evenly (0: all)"
     )
-    checkpoint_interval: int = option(
-        0, "also save a checkpoint every N steps (0: only at the end)"
-    )
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto: bf16 autocast where the CPU or GPU has it natively, else fp32"
     )
-    device: str = option("auto", "cpu, cuda, mps or auto")
-    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)")
     compile: bool = option(False, "torch.compile the model (pays off only for long runs)")
-    seed: int = option(1337, "seeds the weights, the batches and the final sample")
     sample_length: int = option(300, "tokens to print from the model at the end (0: none)")
     sample_temperature: float = option(0.8, "temperature of that sample")
-    resume: str | None = option(None, "continue a run (name, folder, or checkpoint folder)")
-    run_name: str | None = option(None, "name of the run folder (default: the start time)")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "eval_interval", "eval_iters", "bpe_vocab_size"):
+        super().__post_init__()
+        for name in ("batch_size", "eval_iters", "bpe_vocab_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.time_limit <= 0 and self.max_iters <= 0:
-            raise ValueError("set --time-limit or --max-iters (or both): training needs an end")
         if self.lr <= 0 or self.muon_lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("--lr and --muon-lr must be positive and --min-lr-ratio in [0, 1]")
-        for name in (
-            "max_iters",
-            "time_limit",
-            "grad_clip",
-            "threads",
-            "warmup_iters",
-            "final_eval_tokens",
-        ):
+            raise ValueError("--lr and --muon_lr must be positive and --min_lr_ratio in [0, 1]")
+        for name in ("grad_clip", "warmup_steps", "final_eval_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
         self.model.gpt_config(vocab_size=2)  # checks the model options now, not after loading
@@ -310,26 +298,20 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer | Muon
 
 
 def lr_factor(cfg: TrainConfig, step: int, elapsed: float, seconds: float | None = None) -> float:
-    """The learning rate over its peak: warmup over `warmup_iters` steps, then decay to
-    `min_lr_ratio` as the budget ends (`seconds` of training: by default the time limit)."""
-    if step < cfg.warmup_iters:
-        return (step + 1) / cfg.warmup_iters
-    done = 0.0
-    if cfg.max_iters:
-        span = max(1, cfg.max_iters - cfg.warmup_iters)
-        done = max(done, (step - cfg.warmup_iters) / span)
+    """The learning rate over its peak: `shared.training.lr_factor` with this run's budget
+    (`seconds` of training: by default the time limit)."""
     seconds = cfg.time_limit if seconds is None else seconds
-    if seconds > 0:
-        done = max(done, elapsed / seconds)
-    elif cfg.time_limit:  # the budget is spent
-        done = 1.0
-    done = min(done, 1.0)
-    shape = {
-        "cosine": 0.5 * (1 + math.cos(math.pi * done)),
-        "linear": 1 - done,
-        "constant": 1.0,
-    }[cfg.decay]
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+    if cfg.time_limit and seconds <= 0:
+        seconds = -1.0  # a time budget already spent (on the final evaluation): the floor
+    return schedule_factor(
+        step,
+        elapsed,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+        seconds=seconds,
+        decay=cfg.decay,
+        min_ratio=cfg.min_lr_ratio,
+    )
 
 
 def predict_eval_seconds(
@@ -366,8 +348,9 @@ def train_loop(
     state: LoopState,
     device: torch.device,
     precision: str,
-    save: Callable[[LoopState], object] | None = None,
+    save: Callable[[LoopState], Path] | None = None,
     forward_model: torch.nn.Module | None = None,
+    stop: StopSignals | None = None,
 ) -> LoopState:
     """Train until the step or time budget ends; log every step, evaluate on a schedule.
 
@@ -377,7 +360,9 @@ def train_loop(
     token (a forward pass is about a third of forward + backward).
 
     `forward_model` is what computes the loss (a torch.compile'd wrapper of `model`, or
-    `model` itself); `save(state)` writes a checkpoint every `checkpoint_interval` steps.
+    `model` itself); `save(state)` writes a checkpoint every `save_every` steps (at every
+    evaluation by default), of which the latest `keep_checkpoints` are kept. With `stop`, a
+    Ctrl-C or SIGTERM ends the loop at the end of the current step.
     """
     if forward_model is None:  # (not `or`: a compiled module refuses to be truth-tested)
         forward_model = model
@@ -405,10 +390,11 @@ def train_loop(
 
     def over_budget() -> bool:
         out_of_time = cfg.time_limit and state.elapsed >= training_seconds()
-        return bool(out_of_time or (cfg.max_iters and state.step >= cfg.max_iters))
+        stopped = stop is not None and stop.requested
+        return bool(out_of_time or (cfg.max_steps and state.step >= cfg.max_steps) or stopped)
 
     model.train()
-    total = cfg.max_iters - state.step if cfg.max_iters else None
+    total = cfg.max_steps - state.step if cfg.max_steps else None
     with run.progress(total, desc="train", item_name="tok") as bar:
         while not over_budget():
             started = time.perf_counter()
@@ -439,7 +425,6 @@ def train_loop(
                     f"train loss {est['train']:.4f}  val loss {est['val']:.4f}"
                 )
             state.elapsed += time.perf_counter() - started
-            interval = cfg.checkpoint_interval
-            if save is not None and interval and state.step % interval == 0:
-                save(state)
+            if save is not None and state.step % cfg.save_every == 0:
+                prune_checkpoints(save(state).parent, cfg.keep_checkpoints)
     return state
