@@ -117,7 +117,7 @@ class TrainConfig(RunOptions):
     """Everything `gpt train` can be told; the defaults are tuned for 90 s on a 2-core CPU.
 
     The run options (step cap, time limit, evaluation and checkpoint intervals, precision,
-    device, threads, seed, run name, resume) come from `shared.training.RunOptions`, with the
+    device, threads, seed, run name) come from `shared.training.RunOptions`, with the
     same names and meanings as in every other stage.
     """
 
@@ -158,6 +158,7 @@ class TrainConfig(RunOptions):
     compile: bool = option(False, "torch.compile the model (pays off only for long runs)")
     sample_length: int = option(300, "tokens to print from the model at the end (0: none)")
     sample_temperature: float = option(0.8, "temperature of that sample")
+    resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
