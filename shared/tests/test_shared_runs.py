@@ -98,3 +98,23 @@ def test_device_and_precision_choices():
         assert (x @ x).dtype == torch.bfloat16
     with autocast(cpu, "fp32"):
         assert (x @ x).dtype == torch.float32
+
+
+def test_progress_piped_prints_whole_lines_not_carriage_returns(capsys, monkeypatch):
+    """Under pytest stderr is no terminal, as in `train > log 2>&1`: no \\r, every line ends."""
+    from shared.runs import Progress
+
+    now = [0.0]  # a fake clock: each step takes 4 s
+    monkeypatch.setattr("shared.runs.time.perf_counter", lambda: now[0])
+    with Progress(total=5, desc="train", log_every=10.0) as bar:
+        for step in range(5):
+            now[0] += 4.0
+            bar.advance(loss=2.0 - step / 10, items=100)
+            bar.write(f"step {step} done")
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert out.splitlines() == [f"step {i} done" for i in range(5)]
+    lines = err.splitlines()
+    assert len(lines) == 2  # at 12 s (10 s or more since the start), then at the end
+    assert lines[0] == "train: 3/5 step, 12s, loss=1.8000, tok/s=25"
+    assert lines[-1] == "train: 5/5 step, 20s, loss=1.6000, tok/s=25"

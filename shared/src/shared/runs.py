@@ -35,17 +35,35 @@ from shared.paths import runs_dir
 
 
 class Progress:
-    """A tqdm bar that shows the latest loss and the throughput (items per second)."""
+    """A progress display with the latest loss and the throughput (items per second).
 
-    def __init__(self, total: int | None, desc: str, unit: str = "step", item_name: str = "tok"):
-        from tqdm.auto import tqdm
+    On a terminal it is a tqdm bar, redrawn in place with carriage returns. Piped into a file
+    or a log (`train > log.txt 2>&1`, CI), those carriage returns would leave one endless line
+    with every other printed line glued to its end, so there it prints a plain, complete line
+    every `log_every` seconds instead, and once at the end.
+    """
 
-        self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
-        self.item_name = item_name
-        self._items = 0
-        self._start = time.perf_counter()
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "step",
+        item_name: str = "tok",
+        log_every: float = 10.0,
+    ):
+        self.total, self.desc, self.unit, self.item_name = total, desc, unit, item_name
+        self.log_every = log_every
+        self.count = self._items = 0
+        self._postfix: dict[str, str] = {}
+        self._start = self._last_line = time.perf_counter()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def advance(self, n: int = 1, loss: float | None = None, items: int = 0, **extra: Any) -> None:
+        self.count += n
         self._items += items
         postfix: dict[str, str] = {}
         if loss is not None:
@@ -56,15 +74,34 @@ class Progress:
         postfix.update(
             {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in extra.items()}
         )
-        self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(n)
+        self._postfix = postfix
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(n)
+        elif time.perf_counter() - self._last_line >= self.log_every:
+            self._print_line()
+
+    def _print_line(self) -> None:
+        """One complete line for a log: `train: 120/400 step, 21s, loss=2.0412, tok/s=20,410`."""
+        done = f"{self.count}/{self.total}" if self.total else str(self.count)
+        seconds = time.perf_counter() - self._start
+        fields = ", ".join(f"{k}={v}" for k, v in self._postfix.items())
+        print(f"{self.desc}: {done} {self.unit}, {seconds:.0f}s, {fields}", file=sys.stderr,
+              flush=True)  # fmt: skip
+        self._last_line = time.perf_counter()
 
     def write(self, message: str) -> None:
         """Print a line (to stdout) above the bar (on stderr) without breaking it."""
-        self.bar.write(message, file=sys.stdout)
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stdout)
+        else:
+            print(message, flush=True)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+        elif self.count:
+            self._print_line()
 
     def __enter__(self) -> "Progress":
         return self
