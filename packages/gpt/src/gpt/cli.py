@@ -25,6 +25,7 @@ import torch
 
 from gpt.data import (
     TokenData,
+    fallback_note,
     load_text,
     make_tokenizer,
     sequential_windows,
@@ -167,8 +168,11 @@ def train(argv: list[str]) -> None:
             raise UsageError(f"cannot read --text-file {cfg.text_file}: {error}") from None
         cut = int(len(text) * 0.9)
         splits, dataset = {"train": text[:cut], "val": text[cut:]}, str(cfg.text_file)
+        note = None
     else:
         splits, dataset = load_text(cfg.dataset)
+        note = fallback_note(cfg.dataset, dataset)
+        cfg.dataset = dataset  # the config printed and saved says what really runs
     if resume_from is not None:
         tok = load_tokenizer(run_folder_of(resume_from) / "tokenizer")
         if tok.kind != cfg.tokenizer:
@@ -214,6 +218,8 @@ def train(argv: list[str]) -> None:
     )
     if resume_from is not None:
         print(f"resumed from {resume_from} at step {state.step}", flush=True)
+    if note:  # last, just before training, where it cannot scroll away
+        print(note, flush=True)
 
     def checkpoint_meta(extra: dict | None = None) -> dict:
         return {

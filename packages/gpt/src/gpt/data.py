@@ -27,25 +27,33 @@ from tokenizers_fromscratch import ByteLevelBPETokenizer, CharTokenizer, Tokeniz
 
 DEFAULT_DATASET = "tinyshakespeare"
 FALLBACK_DATASET = "pystdlib"
+FALLBACK_REASONS: dict[str, str] = {}  # dataset -> why it could not be loaded (this process)
 
 
 def load_text(name: str) -> tuple[dict[str, str], str]:
     """The {"train", "val"} text of dataset `name` and the name actually used.
 
-    Only the default dataset falls back (to pystdlib, with a note); asking for another dataset
-    by name and not getting it is an error worth seeing.
+    Only the default dataset falls back (to pystdlib); asking for another dataset by name and
+    not getting it is an error worth seeing. `fallback_note(name, used)` says why, for the log.
     """
     try:
         splits = datasets.load(name)
     except DatasetError as error:
         if name != DEFAULT_DATASET:
             raise
-        print(f"note: {error}")
-        print(f"note: {name} is unavailable, so this run trains on {FALLBACK_DATASET} instead")
+        FALLBACK_REASONS[name] = str(error)
         splits, name = datasets.load(FALLBACK_DATASET), FALLBACK_DATASET
     if not isinstance(splits.get("train"), str) or not isinstance(splits.get("val"), str):
         raise UsageError(f"dataset {name!r} is not a text dataset with train and val splits")
     return splits, name
+
+
+def fallback_note(asked: str, used: str) -> str | None:
+    """The note for a run that trains on `used` though `asked` was asked for, else None."""
+    if asked == used:
+        return None
+    reason = FALLBACK_REASONS.get(asked, "it could not be loaded")
+    return f"note: {asked} is unavailable, so this run trains on {used} instead ({reason})"
 
 
 def make_tokenizer(kind: str, text: str, vocab_size: int = 512) -> Tokenizer:
