@@ -6,6 +6,7 @@ order differs (German puts the verb last in subordinate clauses, and compounds s
 "Fahrrad" sometimes map to two English words).
 """
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,9 @@ def plot_attention(
     ax.set_yticks(range(len(output)), output)
     ax.set_xlabel("source (German)")
     ax.set_ylabel("output (English)")
-    if title:
-        ax.set_title(title, fontsize=9)
+    if title:  # wrapped to the figure's width: a long sentence pair would be cut off
+        width_chars = int(fig.get_figwidth() * 13)
+        ax.set_title(textwrap.fill(title, width=max(width_chars, 30)), fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     path = Path(path)

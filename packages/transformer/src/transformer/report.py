@@ -41,10 +41,14 @@ def plot_confusion_matrix(counts: np.ndarray, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 4), dpi=120)
-    ax.imshow(counts, cmap="Blues")
+    image = ax.imshow(counts, cmap="Blues", vmin=0)
     for (i, j), c in np.ndenumerate(counts):
-        color = "white" if c > counts.max() / 2 else "black"
-        ax.text(j, i, str(c), ha="center", va="center", color=color)
+        # The text's colour follows the cell's own brightness, not a count threshold, so every
+        # count stays legible: dark text on pale cells, white text on dark ones.
+        red, green, blue, _ = image.cmap(image.norm(c))
+        pale = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+        ax.text(j, i, f"{c:,}", ha="center", va="center", fontsize=12, fontweight="bold",
+                color="#08306b" if pale else "white")  # fmt: skip
     ax.set_xticks(range(len(LABELS)), LABELS)
     ax.set_yticks(range(len(LABELS)), LABELS)
     ax.set_xlabel("predicted")
