@@ -237,13 +237,13 @@ def test_gpt_capped_evaluation_is_the_mean_over_those_windows():
     ids = torch.randint(0, 11, (2001,))
     task = LMTask(TokenData(ids, ids), model_cfg, batch_size=4)
     assert task.eval_windows(ids) == 125 and task.eval_windows(ids, max_tokens=160) == 10
-    capped = task.evaluate(model, ids, contextlib.nullcontext, max_tokens=160)
+    capped = task.evaluate_text(model, ids, contextlib.nullcontext, max_tokens=160)
     x, y = torch.cat([x for x, _ in sequential_windows(ids, 16, 64, 10)]), None
     y = torch.cat([y for _, y in sequential_windows(ids, 16, 64, 10)])
     with torch.no_grad():
         expected = lm_loss(model.eval()(x), y).item()
     assert capped == pytest.approx(expected, rel=1e-5)
-    assert task.evaluate(model, ids, contextlib.nullcontext) != pytest.approx(capped, rel=1e-6)
+    assert task.evaluate_text(model, ids, contextlib.nullcontext) != pytest.approx(capped, rel=1e-6)
 
 
 def test_gpt_final_evaluation_time_is_predicted_from_what_was_measured():

@@ -33,7 +33,7 @@ from gpt.data import (
 )
 from gpt.generate import TextStreamer, generate
 from gpt.model import GPT, GPTConfig
-from gpt.train import LMTask, LoopState, TrainConfig, make_optimizer, train_loop
+from gpt.train import LMTask, TrainConfig, make_optimizer, train_loop
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
 from shared.device import (
@@ -42,6 +42,7 @@ from shared.device import (
     resolve_precision,
 )
 from shared.errors import CheckpointError, UsageError
+from shared.fit import FitState
 from shared.runs import Run
 from shared.seeding import rng_state, seed_everything, set_rng_state
 from shared.training import StopSignals, setup
@@ -186,10 +187,10 @@ def train(argv: list[str]) -> None:
 
     seed_everything(cfg.seed)
     model_cfg = cfg.model.gpt_config(tok.vocab_size, device.type, precision)
-    task = LMTask(data, model_cfg, cfg.batch_size)
+    task = LMTask(data, model_cfg, cfg.batch_size, cfg.eval_iters, eval_seed=cfg.seed + 1)
     model = task.build_model().to(device)
     optimizer = make_optimizer(model, cfg)
-    state = LoopState(generator=torch.Generator().manual_seed(cfg.seed))
+    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
     earlier_metrics: list[dict] = []
     if resume_from is not None:
         check_compatible(resume_meta, model_cfg, tok, resume_from)
@@ -234,7 +235,7 @@ def train(argv: list[str]) -> None:
             **(extra or {}),
         }
 
-    def save(s: LoopState, name: str | None = None, extra: dict | None = None) -> Path:
+    def save(s: FitState, name: str | None = None, extra: dict | None = None) -> Path:
         return save_checkpoint(
             run.checkpoints / (name or f"step_{s.step:06d}"),
             model.state_dict(),
@@ -260,7 +261,7 @@ def train(argv: list[str]) -> None:
         return autocast(device, precision)
 
     eval_started = time.perf_counter()
-    val_loss = task.evaluate(model, data.val.to(device), precision_ctx, cfg.final_eval_tokens)
+    val_loss = task.evaluate_text(model, data.val.to(device), precision_ctx, cfg.final_eval_tokens)
     eval_seconds = time.perf_counter() - eval_started
     run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
     unit = "char" if tok.kind == "char" else "token"
@@ -407,7 +408,7 @@ def evaluate(argv: list[str]) -> None:
             f"({model.config.block_size})"
         )
     task = LMTask(TokenData(ids, ids), model.config, batch_size=64)
-    loss = task.evaluate(model, ids, lambda: autocast(device, precision))
+    loss = task.evaluate_text(model, ids, lambda: autocast(device, precision))
     n = sum(y.numel() for _, y in sequential_windows(ids, model.config.block_size, 64))
     print(f"run: {run_folder_of(folder)} (checkpoint {folder.name}, step {meta.get('step')})")
     print(

@@ -40,7 +40,7 @@ Muon's learning rate, decay 0.1 would shrink them by about a third within the de
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -51,9 +51,10 @@ from gpt.data import TokenData, sequential_windows
 from gpt.model import GPT, GPTConfig, lm_loss
 from gpt.muon import Muon
 from shared.config import option
-from shared.device import autocast, fast_dtype
+from shared.device import fast_dtype
+from shared.fit import FitSettings, FitState, fit
 from shared.runs import Run
-from shared.training import Decay, RunOptions, StopSignals, prune_checkpoints
+from shared.training import Decay, RunOptions, StopSignals
 from shared.training import lr_factor as schedule_factor
 
 
@@ -179,17 +180,39 @@ class TrainConfig(RunOptions):
 
 @dataclass
 class LMTask:
-    """Next-token prediction on a tokenized text: model factory, batches, loss, evaluation."""
+    """Next-token prediction on a tokenized text: model factory, batches, loss, evaluation.
+
+    It is a `shared.fit.Task`: `train_batch`, `count`, `loss` and `evaluate` are what `fit`
+    calls. The scheduled evaluation also times itself, so the loop can predict how long the
+    final evaluation will take (`eval_seconds_per_token`).
+    """
 
     data: TokenData
     model_config: GPTConfig
     batch_size: int
+    eval_iters: int = 4  # batches per split in each scheduled evaluation
+    eval_seed: int = 0  # the same evaluation batches every time
+    eval_seconds_per_token: float | None = field(default=None, init=False)  # measured
 
     def build_model(self) -> GPT:
         return GPT(self.model_config)
 
     def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return self.data.batch(split, self.batch_size, self.model_config.block_size, generator)
+
+    def train_batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.batch("train", generator)
+
+    def count(self, batch: tuple[Tensor, Tensor]) -> int:
+        return batch[1].numel()  # B * T next-token predictions
+
+    def evaluate(self, model: torch.nn.Module, precision_ctx) -> dict[str, float]:
+        """Train and val loss on `eval_iters` batches each, timed."""
+        started = time.perf_counter()
+        est = self.estimate(model, self.eval_iters, self.eval_seed, precision_ctx)
+        tokens = 2 * self.eval_iters * self.batch_size * self.model_config.block_size
+        self.eval_seconds_per_token = (time.perf_counter() - started) / tokens
+        return {"train_loss": est["train"], "val_loss": est["val"]}
 
     def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch  # (B, T) each
@@ -214,13 +237,13 @@ class LMTask:
         return out
 
     def eval_windows(self, ids: Tensor, max_tokens: int = 0) -> int:
-        """How many windows `evaluate(..., max_tokens)` reads from `ids` (0: every one)."""
+        """How many windows `evaluate_text(..., max_tokens)` reads from `ids` (0: every one)."""
         T = self.model_config.block_size
         every = (len(ids) - 1) // T
         return min(every, max_tokens // T) if max_tokens else every
 
     @torch.no_grad()
-    def evaluate(
+    def evaluate_text(
         self, model: torch.nn.Module, ids: Tensor, precision_ctx, max_tokens: int = 0
     ) -> float:
         """Mean loss over non-overlapping windows of `ids`: every one (exact), or about
@@ -331,101 +354,47 @@ def predict_eval_seconds(
 # The loop
 
 
-@dataclass
-class LoopState:
-    """What changes as training runs, all of it saved in a checkpoint."""
-
-    step: int = 0
-    elapsed: float = 0.0  # seconds of training so far (a resumed run continues the budget)
-    generator: torch.Generator | None = None  # draws the training batches
-
-
 def train_loop(
     task: LMTask,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | MuonWithAdamW,
     cfg: TrainConfig,
     run: Run,
-    state: LoopState,
+    state: FitState,
     device: torch.device,
     precision: str,
-    save: Callable[[LoopState], Path] | None = None,
+    save: Callable[[FitState], Path] | None = None,
     forward_model: torch.nn.Module | None = None,
     stop: StopSignals | None = None,
-) -> LoopState:
-    """Train until the step or time budget ends; log every step, evaluate on a schedule.
+) -> FitState:
+    """`shared.fit.fit` with this stage's schedule and the final evaluation's share of the time.
 
     The time limit covers the final evaluation too, so training stops early enough to leave
-    time for it: `final_eval_tokens` tokens at the speed the scheduled estimates measure (the
+    time for it: `final_eval_tokens` tokens at the speed the scheduled evaluations measure (the
     same forward pass), or, before the first of them, a third of a training step's time per
     token (a forward pass is about a third of forward + backward).
-
-    `forward_model` is what computes the loss (a torch.compile'd wrapper of `model`, or
-    `model` itself); `save(state)` writes a checkpoint every `save_every` steps (at every
-    evaluation by default), of which the latest `keep_checkpoints` are kept. With `stop`, a
-    Ctrl-C or SIGTERM ends the loop at the end of the current step.
     """
-    if forward_model is None:  # (not `or`: a compiled module refuses to be truth-tested)
-        forward_model = model
     tokens_per_step = cfg.batch_size * task.model_config.block_size
-
-    def precision_ctx():
-        return autocast(device, precision)
-
-    T = task.model_config.block_size
-    final_tokens = task.eval_windows(task.data.val, cfg.final_eval_tokens) * T
-    estimate_tokens = 2 * cfg.eval_iters * tokens_per_step  # both splits
-    eval_seconds_per_token: float | None = None  # measured at each scheduled estimate
+    final_tokens = task.eval_windows(task.data.val, cfg.final_eval_tokens)
+    final_tokens *= task.model_config.block_size
     started_at, elapsed_at_start = state.step, state.elapsed
 
-    def final_eval_seconds() -> float:
-        steps = state.step - started_at
+    def final_eval_seconds(s: FitState) -> float:
+        steps = s.step - started_at
         train_seconds_per_token = (
-            (state.elapsed - elapsed_at_start) / (steps * tokens_per_step) if steps else None
+            (s.elapsed - elapsed_at_start) / (steps * tokens_per_step) if steps else None
         )
-        return predict_eval_seconds(final_tokens, eval_seconds_per_token, train_seconds_per_token)
+        return predict_eval_seconds(
+            final_tokens, task.eval_seconds_per_token, train_seconds_per_token
+        )
 
-    def training_seconds() -> float:
-        """What the time limit leaves for training once the final evaluation is paid for."""
-        return cfg.time_limit - final_eval_seconds()
-
-    def over_budget() -> bool:
-        out_of_time = cfg.time_limit and state.elapsed >= training_seconds()
-        stopped = stop is not None and stop.requested
-        return bool(out_of_time or (cfg.max_steps and state.step >= cfg.max_steps) or stopped)
-
-    model.train()
-    total = cfg.max_steps - state.step if cfg.max_steps else None
-    with run.progress(total, desc="train", item_name="tok") as bar:
-        while not over_budget():
-            started = time.perf_counter()
-            factor = lr_factor(cfg, state.step, state.elapsed, training_seconds())
-            for group in optimizer.param_groups:
-                group["lr"] = group["peak_lr"] * factor
-            lr = cfg.lr * factor
-            x, y = task.batch("train", state.generator)
-            x, y = x.to(device), y.to(device)
-            with precision_ctx():
-                loss = task.loss(forward_model, (x, y))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            state.step += 1
-            loss_value = loss.item()
-            bar.advance(loss=loss_value, items=tokens_per_step)
-            run.log(state.step, loss=loss_value, lr=lr)
-            if state.step % cfg.eval_interval == 0:
-                eval_started = time.perf_counter()
-                est = task.estimate(model, cfg.eval_iters, cfg.seed + 1, precision_ctx)
-                eval_seconds_per_token = (time.perf_counter() - eval_started) / estimate_tokens
-                run.log(state.step, train_loss=est["train"], val_loss=est["val"])
-                bar.write(
-                    f"step {state.step:5d}  {state.elapsed:5.1f}s  "
-                    f"train loss {est['train']:.4f}  val loss {est['val']:.4f}"
-                )
-            state.elapsed += time.perf_counter() - started
-            if save is not None and state.step % cfg.save_every == 0:
-                prune_checkpoints(save(state).parent, cfg.keep_checkpoints)
-    return state
+    settings = FitSettings(
+        schedule=lambda step, elapsed, seconds: lr_factor(cfg, step, elapsed, seconds),
+        grad_clip=cfg.grad_clip,
+        item_name="tok",
+        reserve_seconds=final_eval_seconds,
+    )
+    return fit(
+        task, model, optimizer, cfg, settings, run, state, device, precision, save, stop,
+        forward_model,
+    )  # fmt: skip
