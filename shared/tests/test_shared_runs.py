@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from shared import seeding
+from shared.checkpoint import save_checkpoint
 from shared.config import option
-from shared.errors import ConfigError, UsageError
-from shared.runs import Run
+from shared.errors import CheckpointError, ConfigError, UsageError
+from shared.runs import Run, find_checkpoint, latest_checkpoint, latest_run
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +99,32 @@ def test_device_and_precision_choices():
         assert (x @ x).dtype == torch.bfloat16
     with autocast(cpu, "fp32"):
         assert (x @ x).dtype == torch.float32
+
+
+def _save(run: Run, name: str, step: int) -> None:
+    save_checkpoint(run.checkpoints / name, {"w": np.zeros(2, np.float32)}, meta={"step": step})
+
+
+def test_latest_run_and_its_latest_checkpoint_by_step(runs_in_tmp):
+    with pytest.raises(UsageError, match="no demo runs in .* train one first"):
+        latest_run("demo")
+    older = Run.start("demo", _config(), name="older", quiet=True)
+    run = Run.start("demo", _config(), name="newer", quiet=True)
+    assert latest_run("demo") == run.folder
+    with pytest.raises(CheckpointError, match="has no checkpoint yet"):
+        latest_checkpoint(run.folder)
+    # names sort one way, steps another: the step decides, not the name or the order of writing
+    _save(run, "step_000900", 900)
+    _save(run, "step_001000", 1000)
+    _save(run, "best", 300)
+    (run.checkpoints / ".step_001100.tmp-x").mkdir()  # a save that was interrupted
+    assert latest_checkpoint(run.folder).name == "step_001000"
+    _save(run, "final", 1000)  # the same step as the last periodic one: the later wins
+    assert latest_checkpoint(run.folder).name == "final"
+
+    _save(older, "final", 5)
+    assert find_checkpoint("demo") == run.checkpoints / "final"  # the latest run
+    assert find_checkpoint("demo", "older") == older.checkpoints / "final"  # a run by name
+    assert find_checkpoint("demo", older.folder) == older.checkpoints / "final"  # by folder
+    given = run.checkpoints / "best"
+    assert find_checkpoint("demo", given) == given  # a checkpoint itself

@@ -178,7 +178,7 @@ def _check_bounds(value: Any, field: _Field) -> Any:
         bad = [x for x in value if not _within(x, field.bounds)]
         if bad:
             raise ConfigError(
-                f"--{field.key} must hold numbers {words}, got {bad[0]} in {_show(value)}"
+                f"--{field.key}: each value must be {words}, got {bad[0]} in {_show(value)}"
             )
     elif not _within(value, field.bounds):
         raise ConfigError(f"--{field.key} must {verb} {words}, got {value}")
