@@ -237,11 +237,12 @@ def test_help_shows_each_range(capsys):
         parse_config(SamplingConfig, ["--help"])
     text = capsys.readouterr().out
     for line in [
-        "nucleus mass (in (0, 1]) [None]",
-        "softmax temperature (at least 0) [0.8]",
-        "learning rate (positive) [0.1]",
-        "dropout (in [0, 1)) [0.0]",
-        "a fraction (at most 1) [0.5]",
+        "nucleus mass; in (0, 1] [None]",
+        "softmax temperature; at least 0 [0.8]",
+        "learning rate; positive [0.1]",
+        "dropout; in [0, 1) [0.0]",
+        "a fraction; at most 1 [0.5]",
+        "layer widths; positive [8,4]",
     ]:
         assert line in text
 

@@ -26,6 +26,7 @@ configs and dict-valued fields, which no stage needs.
 
 import dataclasses
 import difflib
+import operator
 import tomllib
 import types
 import typing
@@ -142,30 +143,24 @@ def _expects(hint: Any) -> str:
     return names.get(hint, "a " + getattr(hint, "__name__", str(hint)))
 
 
+_WORDS = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+_HOLDS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
+
+
 def describe_bounds(bounds: dict[str, float]) -> str:
     """Words for a range: 'positive', 'at least 1', 'less than 1', 'in (0, 1]'."""
-    low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
-    high = (
-        (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
-    )
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low:
-        if low == ("(", 0):
-            return "positive"
-        return f"greater than {low[1]}" if low[0] == "(" else f"at least {low[1]}"
-    if high:
-        return f"less than {high[1]}" if high[0] == ")" else f"at most {high[1]}"
-    return "any value"
+    if len(bounds) == 2:  # an interval: ( and ) leave the end out, [ and ] take it in
+        left = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}"
+        right = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]"
+        return f"in {left}, {right}"
+    if bounds == {"gt": 0}:
+        return "positive"
+    ((kind, edge),) = bounds.items()
+    return f"{_WORDS[kind]} {edge}"
 
 
 def _within(x: float, bounds: dict[str, float]) -> bool:
-    return (
-        ("gt" not in bounds or x > bounds["gt"])
-        and ("ge" not in bounds or x >= bounds["ge"])
-        and ("lt" not in bounds or x < bounds["lt"])
-        and ("le" not in bounds or x <= bounds["le"])
-    )
+    return all(_HOLDS[kind](x, edge) for kind, edge in bounds.items())
 
 
 def _check_bounds(value: Any, field: _Field) -> Any:
@@ -468,7 +463,7 @@ def format_help(cls: type, prog: str, description: str = "") -> str:
     rows = []
     for f in fields:
         default = "required" if f.default is dataclasses.MISSING else _show(f.default)
-        allowed = f" ({describe_bounds(f.bounds)})" if f.bounds else ""
+        allowed = f"; {describe_bounds(f.bounds)}" if f.bounds else ""
         rows.append((f"--{f.key}={_type_name(f.type)}", f"{f.help}{allowed} [{default}]"))
     rows.append(("--config=FILE", "read options from a TOML file (tables for nested configs)"))
     rows.append(("-h, --help", "show this message and exit"))
