@@ -1,4 +1,4 @@
-"""Config parsing: defaults, overrides, TOML, help, and one clear error for each mistake."""
+"""Config parsing: defaults, layers, ranges, leaf names, help, and one clear error per mistake."""
 
 import subprocess
 import sys
@@ -98,7 +98,7 @@ def test_round_trip_through_dict():
     "argv, expected",
     [
         (["--lrr=1"], "unknown option --lrr for train; did you mean --lr?"),
-        (["--n_layer=2"], "did you mean --model.n_layer"),
+        (["--n_layers=2"], "did you mean --model.n_layer"),
         (["--steps=many"], "--steps expects an integer, got 'many'"),
         (["--lr=fast"], "--lr expects a number, got 'fast'"),
         (["--device=gpu"], "--device expects one of 'auto', 'cpu', 'cuda', got 'gpu'"),
@@ -179,3 +179,144 @@ def test_bad_key_from_a_command_exits_2_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: unknown option --lrr for demo train; did you mean --lr?"
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Ranges declared on the option
+
+
+@dataclass
+class SamplingConfig:
+    top_p: float | None = option(None, "nucleus mass", gt=0, le=1)
+    temperature: float = option(0.8, "softmax temperature", ge=0)
+    lr: float = option(0.1, "learning rate", gt=0)
+    top_k: int = option(40, "candidates", ge=1)
+    dropout: float = option(0.0, "dropout", ge=0, lt=1)
+    ratio: float = option(0.5, "a fraction", le=1)
+    hidden: tuple[int, ...] = option((8, 4), "layer widths", gt=0)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--top_p=1.5"], "--top_p must lie in (0, 1], got 1.5"),
+        (["--top_p=0"], "--top_p must lie in (0, 1], got 0.0"),
+        (["--temperature=-0.1"], "--temperature must be at least 0, got -0.1"),
+        (["--lr=0"], "--lr must be positive, got 0.0"),
+        (["--top-k=0"], "--top_k must be at least 1, got 0"),
+        (["--dropout=1"], "--dropout must lie in [0, 1), got 1.0"),
+        (["--ratio=2"], "--ratio must be at most 1, got 2.0"),
+        (["--hidden=8,0"], "--hidden: each value must be positive, got 0 in 8,0"),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_naming_option_value_and_range(argv, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(SamplingConfig, argv)
+    assert str(info.value) == expected
+
+
+def test_values_on_the_edge_of_the_range_are_accepted():
+    cfg = parse_config(SamplingConfig, ["--top_p=1", "--temperature=0", "--top_k=1", "--ratio=1"])
+    assert (cfg.top_p, cfg.temperature, cfg.top_k, cfg.ratio) == (1.0, 0.0, 1, 1.0)
+    assert parse_config(SamplingConfig, ["--top_p=none"]).top_p is None  # no value, no range
+
+
+def test_ranges_hold_for_the_toml_file_and_a_saved_config_too(tmp_path):
+    toml = tmp_path / "cfg.toml"
+    toml.write_text("top_p = 2.0\n")
+    with pytest.raises(ConfigError, match=r"--top_p must lie in \(0, 1\], got 2.0"):
+        parse_config(SamplingConfig, [f"--config={toml}"])
+    with pytest.raises(ConfigError, match="--top_k must be at least 1, got 0"):
+        parse_config(SamplingConfig, [], saved={"top_k": 0})
+    with pytest.raises(ConfigError, match="--lr must be positive"):
+        config_from_dict(SamplingConfig, {"lr": -1.0})
+
+
+def test_help_shows_each_range(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(SamplingConfig, ["--help"])
+    text = capsys.readouterr().out
+    for line in [
+        "nucleus mass; in (0, 1] [None]",
+        "softmax temperature; at least 0 [0.8]",
+        "learning rate; positive [0.1]",
+        "dropout; in [0, 1) [0.0]",
+        "a fraction; at most 1 [0.5]",
+        "layer widths; positive [8,4]",
+    ]:
+        assert line in text
+
+
+def test_a_bad_range_declaration_is_refused():
+    with pytest.raises(TypeError, match="at most one lower bound"):
+        option(1, "x", gt=0, ge=1)
+
+
+def test_out_of_range_from_a_command_exits_2_with_one_line(capsys):
+    """Through the dispatcher's wrapper, in-process: `error: ...` on stderr and exit code 2."""
+    from shared.commands import report_errors
+
+    code = report_errors(lambda: parse_config(SamplingConfig, ["--top-p=1.5"], prog="demo"))
+    assert code == 2
+    assert capsys.readouterr().err == "error: --top_p must lie in (0, 1], got 1.5\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers: defaults < saved run < --config TOML < command line
+
+
+def test_each_layer_overrides_the_one_below(tmp_path):
+    toml = tmp_path / "cfg.toml"
+    toml.write_text("steps = 30\n[model]\ndropout = 0.3\n")
+    saved = {"lr": 0.2, "steps": 20, "model": {"n_layer": 2, "dropout": 0.2}}
+    argv = [f"--config={toml}", "--model.dropout=0.4"]
+
+    assert parse_config(TrainConfig, []).lr == 3e-4  # 1. the default
+    cfg = parse_config(TrainConfig, argv, saved=saved)
+    assert cfg.vocab_size == 4096  # 1. a default no layer above sets
+    assert cfg.lr == 0.2 and cfg.model.n_layer == 2  # 2. the saved run over the defaults
+    assert cfg.steps == 30  # 3. the TOML file over the saved run
+    assert cfg.model.dropout == 0.4  # 4. the command line over the TOML file
+
+
+def test_a_saved_config_round_trips_and_skips_keys_this_version_lacks():
+    ran = parse_config(TrainConfig, ["--model.n_layer=3", "--betas=0.5,0.6", "--out=a/b"])
+    saved = config_to_dict(ran) | {"renamed_since": 1}
+    assert parse_config(TrainConfig, [], saved=saved) == ran
+    assert parse_config(TrainConfig, ["--steps=5"], saved=saved).steps == 5
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaf names: --n_layer for --model.n_layer
+
+
+@dataclass
+class DataConfig:
+    dropout: float = option(0.0, "token dropout")
+    shuffle: bool = option(True, "shuffle the examples")
+
+
+@dataclass
+class TwoPartConfig:
+    steps: int = option(10, "optimizer steps")
+    model: ModelConfig = option(ModelConfig, "the network")
+    data: DataConfig = option(DataConfig, "the data")
+
+
+def test_a_leaf_name_with_one_owner_sets_the_nested_field():
+    cfg = parse_config(TwoPartConfig, ["--n_layer=2", "--n-layer", "3", "--no-shuffle"])
+    assert cfg.model.n_layer == 3 and cfg.data.shuffle is False
+    assert parse_config(TrainConfig, ["--n-layer=6"]).model.n_layer == 6
+
+
+def test_an_ambiguous_leaf_name_lists_the_candidates():
+    with pytest.raises(ConfigError) as info:
+        parse_config(TwoPartConfig, ["--dropout=0.1"])
+    assert str(info.value) == "--dropout is ambiguous: --model.dropout or --data.dropout"
+    cfg = parse_config(TwoPartConfig, ["--model.dropout=0.1", "--data.dropout=0.2"])
+    assert (cfg.model.dropout, cfg.data.dropout) == (0.1, 0.2)
+
+
+def test_an_unknown_leaf_name_still_gets_a_suggestion():
+    with pytest.raises(ConfigError, match="unknown option --n_layrs for c; did you mean --model"):
+        parse_config(TwoPartConfig, ["--n_layrs=2"], prog="c")

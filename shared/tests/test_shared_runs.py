@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from shared import seeding
+from shared.checkpoint import save_checkpoint
 from shared.config import option
-from shared.errors import ConfigError, UsageError
-from shared.runs import Run
+from shared.errors import CheckpointError, ConfigError, UsageError
+from shared.runs import Run, find_checkpoint, latest_checkpoint, latest_run
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +119,32 @@ def test_progress_piped_prints_whole_lines_not_carriage_returns(capsys, monkeypa
     assert len(lines) == 2  # at 12 s (10 s or more since the start), then at the end
     assert lines[0] == "train: 3/5 step, 12s, loss=1.8000, tok/s=25"
     assert lines[-1] == "train: 5/5 step, 20s, loss=1.6000, tok/s=25"
+
+
+def _save(run: Run, name: str, step: int) -> None:
+    save_checkpoint(run.checkpoints / name, {"w": np.zeros(2, np.float32)}, meta={"step": step})
+
+
+def test_latest_run_and_its_latest_checkpoint_by_step(runs_in_tmp):
+    with pytest.raises(UsageError, match="no demo runs in .* train one first"):
+        latest_run("demo")
+    older = Run.start("demo", _config(), name="older", quiet=True)
+    run = Run.start("demo", _config(), name="newer", quiet=True)
+    assert latest_run("demo") == run.folder
+    with pytest.raises(CheckpointError, match="has no checkpoint yet"):
+        latest_checkpoint(run.folder)
+    # names sort one way, steps another: the step decides, not the name or the order of writing
+    _save(run, "step_000900", 900)
+    _save(run, "step_001000", 1000)
+    _save(run, "best", 300)
+    (run.checkpoints / ".step_001100.tmp-x").mkdir()  # a save that was interrupted
+    assert latest_checkpoint(run.folder).name == "step_001000"
+    _save(run, "final", 1000)  # the same step as the last periodic one: the later wins
+    assert latest_checkpoint(run.folder).name == "final"
+
+    _save(older, "final", 5)
+    assert find_checkpoint("demo") == run.checkpoints / "final"  # the latest run
+    assert find_checkpoint("demo", "older") == older.checkpoints / "final"  # a run by name
+    assert find_checkpoint("demo", older.folder) == older.checkpoints / "final"  # by folder
+    given = run.checkpoints / "best"
+    assert find_checkpoint("demo", given) == given  # a checkpoint itself

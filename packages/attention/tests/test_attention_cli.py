@@ -97,7 +97,7 @@ def test_bad_options_fail_before_anything_is_written(runs):
         train(["--epoch=3"])
     with pytest.raises(ConfigError, match="--model.attention expects one of"):
         train(["--model.attention=luong"])
-    with pytest.raises(ConfigError, match="--beam-size must be at least 1"):
+    with pytest.raises(ConfigError, match="--beam_size must be at least 1, got 0"):
         translate(["Hallo", "--beam-size=0"])
     assert not runs.exists()
 

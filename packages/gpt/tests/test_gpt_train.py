@@ -155,6 +155,27 @@ def test_gpt_sample_cache_and_no_cache_print_the_same_text(text_file, capsys):
     assert capsys.readouterr().out == cached
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--top-p=1.5", "--top_p must lie in (0, 1], got 1.5"),  # accepted silently before
+        ("--top-p=0", "--top_p must lie in (0, 1], got 0.0"),
+        ("--temperature=-1", "--temperature must be at least 0, got -1.0"),
+        ("--top-k=0", "--top_k must be at least 1, got 0"),
+        ("--max-new-tokens=-5", "--max_new_tokens must be at least 0, got -5"),
+        ("--num-samples=0", "--num_samples must be at least 1, got 0"),
+        ("--repetition-penalty=0", "--repetition_penalty must be positive, got 0.0"),
+    ],
+)
+def test_gpt_sample_refuses_options_out_of_range(tmp_path, monkeypatch, capsys, option, message):
+    """Refused in one line with exit code 2 by the dispatcher, before any run is looked up."""
+    from shared.commands import report_errors
+
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    assert report_errors(lambda: sample([option])) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
 def test_gpt_train_falls_back_to_pystdlib_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DATASETS_CACHE", str(tmp_path / "empty_cache"))

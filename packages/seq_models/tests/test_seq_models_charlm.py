@@ -16,6 +16,7 @@ from seq_models.charlm import (
     lm_loss,
     tbptt_batches,
 )
+from shared.config import parse_config
 from shared.errors import ConfigError, UsageError
 from shared.testing import dataset_or_skip
 
@@ -172,4 +173,10 @@ def test_bad_options_are_config_errors(tmp_path, monkeypatch):
         cli.train(["--time-limit=0"])
     with pytest.raises(ConfigError, match="unknown option --hidden"):
         cli.train(["--hidden=3"])
+    with pytest.raises(ConfigError, match=r"--lr_final must lie in \[0, 1\], got 2.0"):
+        cli.train(["--lr-final=2"])
+    with pytest.raises(ConfigError, match="--temperature must be at least 0, got -1.0"):
+        cli.sample(["--temperature=-1"])
     assert not any(tmp_path.iterdir())
+    # a nested option by its last name alone, when only one field has it
+    assert parse_config(cli.TrainConfig, ["--hidden-size=16"]).model.hidden_size == 16

@@ -18,6 +18,11 @@ Every training command follows the same shape, so a learner always knows where t
       *.png            plots
 
 The folder name defaults to the start time, so runs sort by age and never overwrite each other.
+Every stage finds its runs and checkpoints the same way:
+
+    latest_run("gpt")                      the run folder started last
+    latest_checkpoint(run_folder)          the checkpoint with the highest step in it
+    find_checkpoint("gpt", ref)            ref: a checkpoint, a run name or folder, or None
 """
 
 import json
@@ -29,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import temporary_beside, write_text_atomic
+from shared.checkpoint import read_meta
 from shared.config import config_to_dict, format_config
-from shared.errors import UsageError
+from shared.errors import CheckpointError, UsageError
 from shared.paths import runs_dir
 
 
@@ -141,21 +147,12 @@ class Run:
     @classmethod
     def open(cls, stage: str, run: str | Path | None = None) -> "Run":
         """An existing run: a path, a name under runs/<stage>/, or the latest one if None."""
-        if run is not None:
-            for candidate in (Path(run), runs_dir() / stage / str(run)):
-                if (candidate / "config.json").is_file():
-                    return cls(candidate)
-            raise UsageError(f"no run {str(run)!r} (looked in {runs_dir() / stage}/); see --help")
-        base = runs_dir() / stage
-        found = sorted(
-            (p for p in base.glob("*/config.json") if not p.parent.name.startswith(".")),
-            key=lambda p: p.stat().st_mtime,
-        )
-        if not found:
-            raise UsageError(
-                f"no {stage} runs in {base}/ yet; train one first: uv run --package {stage} train"
-            )
-        return cls(found[-1].parent)
+        if run is None:
+            return cls(latest_run(stage))
+        for candidate in (Path(run), runs_dir() / stage / str(run)):
+            if (candidate / "config.json").is_file():
+                return cls(candidate)
+        raise UsageError(f"no run {str(run)!r} (looked in {runs_dir() / stage}/); see --help")
 
     def config_dict(self) -> dict[str, Any]:
         return json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
@@ -202,6 +199,51 @@ class Run:
                 print(f"  {path.name}{'/' if path.is_dir() else ''}", flush=True)
         for label, path in (extra or {}).items():
             print(f"  {label}: {path}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding runs and checkpoints
+
+
+def latest_run(stage: str) -> Path:
+    """The folder of the stage's run started last (by its config.json, written at the start)."""
+    base = runs_dir() / stage
+    found = sorted(
+        (p for p in base.glob("*/config.json") if not p.parent.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not found:
+        raise UsageError(
+            f"no {stage} runs in {base}/ yet; train one first: uv run --package {stage} train"
+        )
+    return found[-1].parent
+
+
+def latest_checkpoint(run_folder: str | Path) -> Path:
+    """The checkpoint of a run with the highest step in its meta.json; the later one on a tie.
+
+    A tie is normal: the `final` checkpoint is written at the step of the last periodic one.
+    Folders whose name starts with a dot are half-written or on their way out (shared.checkpoint).
+    """
+    folder = Path(run_folder) / "checkpoints"
+    found = [
+        p for p in folder.glob("*") if not p.name.startswith(".") and (p / "meta.json").is_file()
+    ]
+    if not found:
+        raise CheckpointError(
+            f"run {run_folder} has no checkpoint yet (was it interrupted before the first one?)"
+        )
+    return max(
+        found, key=lambda p: (read_meta(p).get("step", 0), (p / "meta.json").stat().st_mtime)
+    )
+
+
+def find_checkpoint(stage: str, ref: str | Path | None = None) -> Path:
+    """A checkpoint folder from `ref`: a checkpoint itself, a run (name or folder), or None for
+    the latest run; from a run, its latest checkpoint."""
+    if ref is not None and (Path(ref) / "meta.json").is_file():
+        return Path(ref)
+    return latest_checkpoint(Run.open(stage, ref).folder)
 
 
 def save_line_plot(

@@ -49,14 +49,12 @@ def train(argv: list[str]) -> None:
 class TranslateConfig:
     text: str = option("Ein Mann fährt Fahrrad.", "the German sentence", positional=True)
     run: str | None = option(None, "run name or folder (default: the latest attention run)")
-    beam_size: int = option(5, "beam width (1: greedy decoding)")
+    beam_size: int = option(5, "beam width (1: greedy decoding)", ge=1)
     alpha: float = option(0.6, "length penalty exponent for beam search")
     heatmap: Path | None = option(None, "where to write the heatmap PNG (default: in the run)")
     device: str = option("cpu", "auto, cpu, cuda or mps")
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1:
-            raise ValueError(f"--beam-size must be at least 1, got {self.beam_size}")
         if not self.text.strip():
             raise ValueError("nothing to translate: give a German sentence")
 
@@ -87,17 +85,15 @@ def translate(argv: list[str]) -> None:
 class EvalConfig:
     run: str | None = option(None, "run name or folder (default: the latest attention run)")
     split: str = option("test_2016_flickr", "multi30k split: test_2016_flickr, val or train")
-    beam_size: int = option(5, "beam width (1: greedy decoding)")
+    beam_size: int = option(5, "beam width (1: greedy decoding)", ge=1)
     alpha: float = option(0.6, "length penalty exponent for beam search")
-    limit: int = option(0, "translate only the first N sentences (0: all)")
+    limit: int = option(0, "translate only the first N sentences (0: all)", ge=0)
     device: str = option("cpu", "auto, cpu, cuda or mps")
     precision: Literal["fp32", "bf16"] = option("fp32", "arithmetic for decoding")
 
 
 def evaluate(argv: list[str]) -> None:
     cfg = parse_config(EvalConfig, argv, prog="attention eval")
-    if cfg.beam_size < 1 or cfg.limit < 0:
-        raise ConfigError("--beam-size must be at least 1 and --limit not negative")
     run = Run.open("attention", cfg.run)
     data = load_multi30k()
     if cfg.split not in data:

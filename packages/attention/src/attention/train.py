@@ -41,36 +41,31 @@ EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(6, "passes over the training pairs")
-    batch_size: int = option(64, "sentence pairs per step")
-    lr: float = option(3e-3, "peak Adam learning rate (cosine decay to lr/20 over the run)")
-    clip: float = option(1.0, "clip the gradient norm to this")
-    label_smoothing: float = option(0.1, "spread this much target probability over all words")
-    min_freq: int = option(2, "keep words seen at least this often in training; others <unk>")
-    max_len: int = option(50, "drop training pairs with more words than this on either side")
-    beam_size: int = option(5, "beam width for the final test BLEU (1: greedy)")
+    epochs: int = option(6, "passes over the training pairs", ge=1)
+    batch_size: int = option(64, "sentence pairs per step", ge=1)
+    lr: float = option(3e-3, "peak Adam learning rate (cosine decay to lr/20 over the run)", gt=0)
+    clip: float = option(1.0, "clip the gradient norm to this", gt=0)
+    label_smoothing: float = option(
+        0.1, "spread this much target probability over all words", ge=0, lt=1
+    )
+    min_freq: int = option(2, "keep words seen at least this often in training; others <unk>", ge=1)
+    max_len: int = option(50, "drop training pairs with more words than this on either side", ge=1)
+    beam_size: int = option(5, "beam width for the final test BLEU (1: greedy)", ge=1)
     alpha: float = option(0.6, "beam search length penalty exponent (0: none)")
-    val_bleu_sentences: int = option(300, "validation sentences translated for BLEU each epoch")
+    val_bleu_sentences: int = option(
+        300, "validation sentences translated for BLEU each epoch", ge=0
+    )
     time_limit: float = option(
-        0.0, "stop training after this many minutes (0: none); the lr decays on time too"
+        0.0, "stop training after this many minutes (0: none); the lr decays on time too", ge=0
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16"] = option(
         "fp32", "auto: bf16 where the CPU or GPU has it natively (slower here: see the README)"
     )
-    threads: int = option(0, "torch CPU threads (0: torch's default; 1 on a busy machine)")
+    threads: int = option(0, "torch CPU threads (0: torch's default; 1 on a busy machine)", ge=0)
     seed: int = option(0, "random seed for data order, dropout and weights")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
     model: Seq2SeqConfig = option(Seq2SeqConfig, "the network")
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "min_freq", "max_len", "beam_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.clip <= 0 or self.time_limit < 0 or self.val_bleu_sentences < 0:
-            raise ValueError("--lr and --clip must be positive, --time-limit not negative")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 # ----------------------------------------------------------------------------------------------

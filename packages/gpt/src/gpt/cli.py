@@ -35,7 +35,7 @@ from gpt.generate import TextStreamer, generate
 from gpt.model import GPT, GPTConfig
 from gpt.train import LMTask, TrainConfig, make_optimizer, train_loop
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
-from shared.config import config_from_dict, config_to_dict, load_toml, option, parse_config
+from shared.config import config_to_dict, option, parse_config
 from shared.device import (
     autocast,
     pick_device,
@@ -43,7 +43,7 @@ from shared.device import (
 )
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState
-from shared.runs import Run
+from shared.runs import Run, find_checkpoint
 from shared.seeding import rng_state, seed_everything, set_rng_state
 from shared.training import StopSignals, setup
 from tokenizers_fromscratch import Tokenizer, load_tokenizer
@@ -55,19 +55,6 @@ __all__ = ["EvalConfig", "SampleConfig", "TrainConfig", "evaluate", "sample", "t
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints of a run
-
-
-def latest_checkpoint(ref: str | Path | None) -> Path:
-    """A checkpoint folder from a checkpoint path, a run (name or folder), or the latest run."""
-    if ref is not None and (Path(ref) / "meta.json").is_file():
-        return Path(ref)
-    run = Run.open(STAGE, ref)
-    found = [p for p in run.checkpoints.glob("*") if (p / "meta.json").is_file()]
-    if not found:
-        raise CheckpointError(
-            f"run {run.folder} has no checkpoint yet (was it interrupted before the first one?)"
-        )
-    return max(found, key=lambda p: read_meta(p).get("step", 0))
 
 
 def run_folder_of(checkpoint: Path) -> Path:
@@ -100,7 +87,7 @@ def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Pa
 
 def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenizer, dict, Path]:
     """The model, tokenizer and meta of a run's latest checkpoint, each checked against the rest."""
-    folder = latest_checkpoint(ref)
+    folder = find_checkpoint(STAGE, ref)
     meta = read_meta(folder)
     tok_dir = run_folder_of(folder) / "tokenizer"
     tok = load_tokenizer(tok_dir)
@@ -120,44 +107,22 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
 # train
 
 
-def _given_keys(argv: list[str]) -> set[str]:
-    """Option names set explicitly on the command line or in a --config file."""
-    keys: set[str] = set()
-    for i, arg in enumerate(argv):
-        if not arg.startswith("--"):
-            continue
-        name = arg[2:].split("=", 1)[0].replace("-", "_")
-        if name == "config":
-            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
-            keys |= set(load_toml(Path(path)))
-        keys.add(name[3:] if name.startswith("no_") else name)
-    return keys
+def resume_config(argv: list[str], meta: dict) -> TrainConfig:
+    """The resumed run's config: the checkpoint's own, under this command's --config and options.
 
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in tree.items():
-        flat |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
-    return flat
-
-
-def resume_config(cfg: TrainConfig, argv: list[str], meta: dict, where: Path) -> TrainConfig:
-    """The resumed run's config: the checkpoint's own, with what this command line sets on top."""
-    saved = _flatten(meta.get("config", {}))
-    ours = _flatten(config_to_dict(cfg))
-    given = _given_keys(argv)
-    merged = {k: (ours[k] if k in given else saved.get(k, ours[k])) for k in ours}
-    merged["resume"] = cfg.resume
-    return config_from_dict(TrainConfig, merged, source=f"{where}/meta.json")
+    `--resume RUN --max-iters=2000` keeps the run's model, data and schedule and changes only
+    the step cap; an option this version of gpt no longer has is left behind.
+    """
+    return parse_config(TrainConfig, argv, prog="gpt train", saved=meta.get("config", {}))
 
 
 def train(argv: list[str]) -> None:
     cfg = parse_config(TrainConfig, argv, prog="gpt train", description=__doc__.split("\n\n")[0])
     resume_from, resume_meta = None, None
     if cfg.resume:
-        resume_from = latest_checkpoint(cfg.resume)
+        resume_from = find_checkpoint(STAGE, cfg.resume)
         resume_meta = read_meta(resume_from)
-        cfg = resume_config(cfg, argv, resume_meta, resume_from)
+        cfg = resume_config(argv, resume_meta)
     env = setup(cfg)  # threads, device, precision (and why), seeds
     device, precision = env.device, env.precision
 
@@ -305,28 +270,22 @@ def train(argv: list[str]) -> None:
 class SampleConfig:
     run: str | None = option(None, "run name, run folder or checkpoint (default: the latest run)")
     prompt: str = option("\n", "text to continue (\\n for a newline)")
-    max_new_tokens: int = option(500, "tokens to generate")
-    temperature: float = option(0.8, "below 1: safer and more repetitive; 0: always the likeliest")
-    top_k: int | None = option(None, "sample only among the k likeliest tokens")
+    max_new_tokens: int = option(500, "tokens to generate", ge=0)
+    temperature: float = option(
+        0.8, "below 1: safer and more repetitive; 0: always the likeliest", ge=0
+    )
+    top_k: int | None = option(None, "sample only among the k likeliest tokens", ge=1)
     top_p: float | None = option(
-        None, "sample among the fewest tokens holding this much probability"
+        None, "sample among the fewest tokens holding this much probability", gt=0, le=1
     )
     repetition_penalty: float = option(
-        1.0, "above 1: tokens already in the text become less likely"
+        1.0, "above 1: tokens already in the text become less likely", gt=0
     )
     stop: tuple[str, ...] = option((), "stop at any of these strings (comma-separated; \\n ok)")
-    num_samples: int = option(1, "independent samples of the same prompt (a batch)")
+    num_samples: int = option(1, "independent samples of the same prompt (a batch)", ge=1)
     seed: int = option(0, "random seed: the same seed gives the same text")
     no_cache: bool = option(False, "recompute the whole context every token (slow; for comparison)")
     device: str = option("cpu", "cpu, cuda, mps or auto")
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0 or self.max_new_tokens < 0 or self.num_samples < 1:
-            raise ValueError("--temperature, --max-new-tokens must be >= 0, --num-samples >= 1")
-        if self.repetition_penalty <= 0:
-            raise ValueError(
-                f"--repetition-penalty must be positive, got {self.repetition_penalty}"
-            )
 
 
 def sample(argv: list[str]) -> None:

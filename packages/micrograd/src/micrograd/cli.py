@@ -26,23 +26,16 @@ from shared.seeding import seed_everything
 @dataclass
 class TrainConfig:
     task: Literal["linear", "moons"] = option("linear", "what to learn")
-    steps: int = option(0, "optimizer steps (0: 100 for linear, 400 for moons)")
-    lr: float = option(0.0, "learning rate (0: 0.1 SGD for linear, 0.03 Adam for moons)")
-    samples: int = option(200, "number of generated training points")
-    noise: float = option(0.1, "standard deviation of the noise added to the data")
+    steps: int = option(0, "optimizer steps (0: 100 for linear, 400 for moons)", ge=0)
+    lr: float = option(0.0, "learning rate (0: 0.1 SGD for linear, 0.03 Adam for moons)", ge=0)
+    samples: int = option(200, "number of generated training points", ge=1)
+    noise: float = option(0.1, "standard deviation of the noise added to the data", ge=0)
     true_w: float = option(2.0, "linear task: the slope the data is generated with")
     true_b: float = option(-0.5, "linear task: the intercept the data is generated with")
-    hidden: int = option(16, "moons task: width of the two hidden layers")
-    print_every: int = option(10, "linear task: print w and b every this many steps")
+    hidden: int = option(16, "moons task: width of the two hidden layers", ge=1)
+    print_every: int = option(10, "linear task: print w and b every this many steps", ge=1)
     seed: int = option(0, "random seed for data and weights")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "print_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.steps < 0 or self.lr < 0 or self.noise < 0:
-            raise ValueError("--steps, --lr and --noise must not be negative")
 
 
 def make_moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -35,31 +35,26 @@ class TrainConfig:
     """Everything `mlp train` can be told; the defaults reach ~98% test accuracy in seconds."""
 
     backend: Literal["micrograd", "torch"] = option("micrograd", "which engine trains the MLP")
-    hidden: tuple[int, ...] = option((128,), "hidden layer widths, comma-separated (e.g. 128,64)")
+    hidden: tuple[int, ...] = option(
+        (128,), "hidden layer widths, comma-separated (e.g. 128,64)", ge=1
+    )
     activation: Activation = option("relu", "nonlinearity between layers")
-    epochs: int = option(30, "passes over the 1437 training images")
-    batch_size: int = option(32, "images per optimizer step")
+    epochs: int = option(30, "passes over the 1437 training images", ge=1)
+    batch_size: int = option(32, "images per optimizer step", ge=1)
     optimizer: Literal["sgd", "adam"] = option("sgd", "update rule")
-    lr: float = option(0.1, "learning rate (0.1 suits sgd with momentum; try 1e-3 for adam)")
-    momentum: float = option(0.9, "sgd only: fraction of the previous update kept")
-    weight_decay: float = option(0.0, "L2 penalty added to the gradient (torch's weight_decay)")
+    lr: float = option(0.1, "learning rate (0.1 suits sgd with momentum; try 1e-3 for adam)", gt=0)
+    momentum: float = option(0.9, "sgd only: fraction of the previous update kept", ge=0, lt=1)
+    weight_decay: float = option(
+        0.0, "L2 penalty added to the gradient (torch's weight_decay)", ge=0
+    )
     seed: int = option(0, "seeds the initial weights and the batch order")
-    test_fraction: float = option(0.2, "share of the digits held out for testing (stratified)")
+    test_fraction: float = option(
+        0.2, "share of the digits held out for testing (stratified)", gt=0, lt=1
+    )
     dtype: Literal["float32", "float64"] = option("float64", "float64 makes the backends agree")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"--momentum must lie in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"--weight_decay must not be negative, got {self.weight_decay}")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"--test_fraction must lie in (0, 1), got {self.test_fraction}")
         self.model_config()  # checks --hidden and --activation
 
     def model_config(self) -> MLPConfig:

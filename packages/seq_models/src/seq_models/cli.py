@@ -35,7 +35,7 @@ from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
 from shared.device import autocast, describe_precision, pick_device, resolve_precision
 from shared.errors import DatasetError, UsageError
-from shared.runs import Run
+from shared.runs import Run, find_checkpoint
 from shared.seeding import seed_everything
 
 STAGE = "seq_models"
@@ -47,37 +47,34 @@ class TrainConfig:
         "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
     )
     model: CharLMConfig = option(CharLMConfig, "the network")
-    batch_size: int = option(32, "parallel text streams per step (B)")
-    seq_len: int = option(64, "characters per window: how far back gradients reach (T)")
-    lr: float = option(3e-3, "Adam's peak learning rate")
-    lr_final: float = option(0.1, "the learning rate decays linearly to this fraction of --lr")
-    warmup_steps: int = option(20, "steps of linear learning-rate warmup")
-    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)")
-    time_limit: float = option(265.0, "seconds of training before the final evaluation (0: none)")
-    max_steps: int = option(0, "stop after this many steps (0: only the time limit)")
-    eval_every: int = option(100, "evaluate on part of the validation split every N steps")
-    eval_batches: int = option(8, "windows of the validation split per scheduled evaluation")
-    sample_length: int = option(300, "characters to print from the model at the end")
+    batch_size: int = option(32, "parallel text streams per step (B)", ge=1)
+    seq_len: int = option(64, "characters per window: how far back gradients reach (T)", ge=1)
+    lr: float = option(3e-3, "Adam's peak learning rate", gt=0)
+    lr_final: float = option(
+        0.1, "the learning rate decays linearly to this fraction of --lr", ge=0, le=1
+    )
+    warmup_steps: int = option(20, "steps of linear learning-rate warmup", ge=0)
+    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)", ge=0)
+    time_limit: float = option(
+        265.0, "seconds of training before the final evaluation (0: none)", ge=0
+    )
+    max_steps: int = option(0, "stop after this many steps (0: only the time limit)", ge=0)
+    eval_every: int = option(100, "evaluate on part of the validation split every N steps", ge=1)
+    eval_batches: int = option(8, "windows of the validation split per scheduled evaluation", ge=1)
+    sample_length: int = option(300, "characters to print from the model at the end", ge=0)
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto: bf16 where this CPU or GPU has it natively, else fp32"
     )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     threads: int = option(
-        1, "torch CPU threads (0: torch's default); 1 is robust on a shared machine"
+        1, "torch CPU threads (0: torch's default); 1 is robust on a shared machine", ge=0
     )
     seed: int = option(0, "random seed for weights, window offsets and the sample")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "seq_len", "eval_every", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.time_limit <= 0 and self.max_steps <= 0:
+        if self.time_limit == 0 and self.max_steps == 0:
             raise ValueError("set --time-limit or --max-steps (or both): training needs an end")
-        if self.lr <= 0 or not 0 <= self.lr_final <= 1:
-            raise ValueError("--lr must be positive and --lr-final in [0, 1]")
-        if self.max_steps < 0 or self.time_limit < 0 or self.grad_clip < 0 or self.threads < 0:
-            raise ValueError("--max-steps, --time-limit, --grad-clip and --threads are >= 0")
 
 
 def load_text(name: str) -> tuple[dict[str, str], str]:
@@ -203,7 +200,7 @@ def train(argv: list[str]) -> None:
 
 def load_model(run: str | None) -> tuple[CharLM, CharVocab, dict, Path]:
     """The model, vocabulary and checkpoint meta of a run (the latest when `run` is None)."""
-    folder = Run.open(STAGE, run).folder / "checkpoints" / "final"
+    folder = find_checkpoint(STAGE, run)
     meta = read_meta(folder)
     model_cfg = config_from_dict(CharLMConfig, meta["model"], source=f"{folder}/meta.json")
     vocab = CharVocab(meta["vocab"])
@@ -218,13 +215,11 @@ def load_model(run: str | None) -> tuple[CharLM, CharVocab, dict, Path]:
 class SampleConfig:
     run: str | None = option(None, "run name or folder (default: the latest seq_models run)")
     prompt: str = option("", "text to continue (default: start of a line)")
-    temperature: float = option(0.8, "below 1: safer and more repetitive; 0: always the likeliest")
-    length: int = option(500, "characters to generate")
+    temperature: float = option(
+        0.8, "below 1: safer and more repetitive; 0: always the likeliest", ge=0
+    )
+    length: int = option(500, "characters to generate", ge=0)
     seed: int = option(0, "random seed: the same seed gives the same text")
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0 or self.length < 0:
-            raise ValueError("--temperature and --length must not be negative")
 
 
 def sample(argv: list[str]) -> None:
@@ -244,12 +239,8 @@ def sample(argv: list[str]) -> None:
 @dataclass
 class EvalConfig:
     run: str | None = option(None, "run name or folder (default: the latest seq_models run)")
-    batch_size: int = option(32, "parallel streams the validation text is read as")
-    seq_len: int = option(64, "characters per window")
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.seq_len < 1:
-            raise ValueError("--batch-size and --seq-len must be at least 1")
+    batch_size: int = option(32, "parallel streams the validation text is read as", ge=1)
+    seq_len: int = option(64, "characters per window", ge=1)
 
 
 def evaluate(argv: list[str]) -> None:

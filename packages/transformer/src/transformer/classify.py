@@ -45,18 +45,17 @@ class ClassifyConfig(LoopConfig):
     task: Literal["classification", "translation"] = option("classification", "what to train")
     train_file: Path | None = option(None, "sentence<TAB>label training file (default: SST-2)")
     dev_file: Path | None = option(None, "sentence<TAB>label dev file (default: SST-2 dev)")
-    min_freq: int = option(1, "keep words seen at least this often in training; others <unk>")
-    max_train: int = option(0, "use only the first N training sentences (0: all)")
-    eval_batch_size: int = option(256, "sentences per batch when scoring the dev split")
-    report_errors: int = option(20, "most confidently wrong dev sentences listed in errors.md")
+    min_freq: int = option(1, "keep words seen at least this often in training; others <unk>", ge=1)
+    max_train: int = option(0, "use only the first N training sentences (0: all)", ge=0)
+    eval_batch_size: int = option(256, "sentences per batch when scoring the dev split", ge=1)
+    report_errors: int = option(
+        20, "most confidently wrong dev sentences listed in errors.md", ge=0
+    )
     model: ClassifierConfig = option(ClassifierConfig, "the network")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.task != "classification":
             raise ValueError("ClassifyConfig is for --task=classification")
-        if self.min_freq < 1 or self.max_train < 0 or self.eval_batch_size < 1:
-            raise ValueError("--min_freq and --eval_batch_size must be >= 1, --max_train >= 0")
 
 
 def load_sentences(cfg: ClassifyConfig) -> dict[str, tuple[list[str], list[int]]]:

@@ -48,41 +48,31 @@ from transformer.schedule import Decay, make_scheduler
 class LoopConfig:
     """The techniques of the loop; the task configs add their own fields to these."""
 
-    epochs: int = option(4, "passes over the training data")
-    batch_size: int = option(64, "examples per micro-batch")
-    accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation)")
-    lr: float = option(1e-3, "peak AdamW learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases, norms, embeddings)")
-    beta2: float = option(0.98, "AdamW's second-moment decay (0.98 as in the paper)")
-    warmup: float = option(0.05, "warmup: a fraction of all steps if < 1, else a step count")
+    epochs: int = option(4, "passes over the training data", ge=1)
+    batch_size: int = option(64, "examples per micro-batch", ge=1)
+    accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation)", ge=1)
+    lr: float = option(1e-3, "peak AdamW learning rate", gt=0)
+    weight_decay: float = option(
+        0.01, "AdamW weight decay (not on biases, norms, embeddings)", ge=0
+    )
+    beta2: float = option(0.98, "AdamW's second-moment decay (0.98 as in the paper)", gt=0, lt=1)
+    warmup: float = option(0.05, "warmup: a fraction of all steps if < 1, else a step count", ge=0)
     schedule: Decay = option("linear", "decay after warmup: linear, cosine or constant")
-    min_lr_ratio: float = option(0.0, "the schedule ends at lr * this")
-    clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+    min_lr_ratio: float = option(0.0, "the schedule ends at lr * this", ge=0, le=1)
+    clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)", ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto",
         "auto: bf16 autocast on a CPU with native bf16, else fp32; fp16 + grad scaler on CUDA",
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(
-        1, "torch CPU threads (0: torch's default); 1 is fastest for small models on a busy CPU"
+        1,
+        "torch CPU threads (0: torch's default); 1 is fastest for small models on a busy CPU",
+        ge=0,
     )
-    time_limit: float = option(0.0, "stop training after this many minutes (0: no limit)")
+    time_limit: float = option(0.0, "stop training after this many minutes (0: no limit)", ge=0)
     seed: int = option(0, "seed for weights, data order and dropout")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accumulate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        for name in ("weight_decay", "warmup", "clip", "time_limit", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
-        if not 0 < self.beta2 < 1:
-            raise ValueError(f"--beta2 must lie in (0, 1), got {self.beta2}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"--min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
 
     def warmup_steps(self, total_steps: int) -> int:
         return round(self.warmup * total_steps) if self.warmup < 1 else int(self.warmup)

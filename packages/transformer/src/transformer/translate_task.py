@@ -49,31 +49,25 @@ class TranslationConfig(LoopConfig):
     """`train --task translation`: the loop's techniques plus data, decoding and the network."""
 
     task: Literal["classification", "translation"] = option("translation", "what to train")
-    epochs: int = option(5, "passes over the training pairs")
-    batch_size: int = option(64, "sentence pairs per micro-batch")
+    epochs: int = option(5, "passes over the training pairs", ge=1)
+    batch_size: int = option(64, "sentence pairs per micro-batch", ge=1)
     train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
     val_file: Path | None = option(None, "German<TAB>English validation pairs")
     test_file: Path | None = option(None, "German<TAB>English test pairs")
-    min_freq: int = option(2, "keep words seen at least this often in training; others <unk>")
-    max_len: int = option(50, "drop training pairs with more words than this on either side")
-    max_train: int = option(0, "use only the first N training pairs (0: all)")
-    label_smoothing: float = option(0.1, "target probability spread over all words")
-    beam_size: int = option(5, "beam width for the final test BLEU (1: greedy)")
+    min_freq: int = option(2, "keep words seen at least this often in training; others <unk>", ge=1)
+    max_len: int = option(50, "drop training pairs with more words than this on either side", ge=1)
+    max_train: int = option(0, "use only the first N training pairs (0: all)", ge=0)
+    label_smoothing: float = option(0.1, "target probability spread over all words", ge=0, lt=1)
+    beam_size: int = option(5, "beam width for the final test BLEU (1: greedy)", ge=1)
     alpha: float = option(0.6, "beam search length penalty exponent (0: none)")
-    val_bleu_sentences: int = option(300, "validation captions translated (greedy) each epoch")
+    val_bleu_sentences: int = option(
+        300, "validation captions translated (greedy) each epoch", ge=0
+    )
     model: TranslatorConfig = option(TranslatorConfig, "the network")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.task != "translation":
             raise ValueError("TranslationConfig is for --task=translation")
-        for name in ("min_freq", "max_len", "beam_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"--label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if self.max_train < 0 or self.val_bleu_sentences < 0:
-            raise ValueError("--max_train and --val_bleu_sentences must not be negative")
 
 
 # ----------------------------------------------------------------------------------------------
