@@ -15,7 +15,7 @@ def test_run_options_need_an_end_and_sane_values():
         parse_config(RunOptions, [], prog="x train")
     with pytest.raises(ConfigError, match="--eval_interval must be at least 1"):
         parse_config(RunOptions, ["--max-steps=5", "--eval-interval=0"], prog="x train")
-    with pytest.raises(ConfigError, match="--time_limit must not be negative"):
+    with pytest.raises(ConfigError, match="--time_limit must be at least 0, got -1.0"):
         parse_config(RunOptions, ["--max-steps=5", "--time-limit=-1"], prog="x train")
     opts = parse_config(RunOptions, ["--max-steps=5"], prog="x train")
     assert opts.save_every == opts.eval_interval == 100  # a checkpoint at every evaluation

@@ -41,26 +41,26 @@ from shared.seeding import seed_everything
 class RunOptions:
     """The options every training command takes, with one meaning everywhere."""
 
-    max_steps: int = option(0, "stop after this many optimizer steps (0: only the time limit)")
-    time_limit: float = option(0.0, "seconds of training, final evaluation included (0: none)")
-    eval_interval: int = option(100, "evaluate every N steps")
-    checkpoint_interval: int = option(0, "save a checkpoint every N steps (0: at every evaluation)")
-    keep_checkpoints: int = option(2, "how many periodic checkpoints to keep (the latest ones)")
+    max_steps: int = option(
+        0, "stop after this many optimizer steps (0: only the time limit)", ge=0
+    )
+    time_limit: float = option(
+        0.0, "seconds of training, final evaluation included (0: none)", ge=0
+    )
+    eval_interval: int = option(100, "evaluate every N steps", ge=1)
+    checkpoint_interval: int = option(
+        0, "save a checkpoint every N steps (0: at every evaluation)", ge=0
+    )
+    keep_checkpoints: int = option(2, "how many periodic checkpoints to keep (the latest)", ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto", "auto: bf16 autocast where the CPU or GPU has it natively, else fp32"
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)")
+    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)", ge=0)
     seed: int = option(1337, "seeds the weights, the batches and dropout")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "time_limit", "checkpoint_interval", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
-        for name in ("eval_interval", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.time_limit <= 0 and self.max_steps <= 0:
             raise ValueError("set --time_limit or --max_steps (or both): training needs an end")
 

@@ -129,29 +129,31 @@ class TrainConfig(RunOptions):
     tokenizer: Literal["char", "bpe"] = option(
         "char", "char: one id per character; bpe: byte-level"
     )
-    bpe_vocab_size: int = option(512, "vocabulary of the BPE tokenizer (trained for the run)")
+    bpe_vocab_size: int = option(512, "vocabulary of the BPE tokenizer (trained for the run)", ge=1)
     model: ModelOptions = option(ModelOptions, "the network")
-    batch_size: int = option(32, "windows per optimizer step (B); tokens/step = B x block_size")
+    batch_size: int = option(
+        32, "windows per optimizer step (B); tokens/step = B x block_size", ge=1
+    )
     time_limit: float = option(
-        75.0, "seconds for training and the final evaluation together (0: no time limit)"
+        75.0, "seconds for training and the final evaluation together (0: no time limit)", ge=0
     )
     optimizer: Literal["muon", "adamw", "sgd"] = option(
         "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
     )
-    lr: float = option(3e-3, "peak learning rate (with muon: of the embeddings and norms)")
-    muon_lr: float = option(0.02, "peak learning rate of Muon's matrices")
+    lr: float = option(3e-3, "peak learning rate (with muon: of the embeddings and norms)", gt=0)
+    muon_lr: float = option(0.02, "peak learning rate of Muon's matrices", gt=0)
     muon_momentum: float = option(0.95, "Muon: momentum of the gradient average")
-    min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio")
-    warmup_steps: int = option(50, "steps of linear warmup from lr / warmup_steps")
+    min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio", ge=0, le=1)
+    warmup_steps: int = option(50, "steps of linear warmup from lr / warmup_steps", ge=0)
     decay: Decay = option("cosine", "shape of the decay")
     weight_decay: float = option(0.1, "AdamW's decoupled weight decay (matrices only)")
     beta1: float = option(0.9, "AdamW: momentum of the gradient average")
     beta2: float = option(0.99, "AdamW: of the squared-gradient average (0.99 suits small batches)")
     momentum: float = option(0.9, "SGD only: momentum")
-    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)")
-    eval_iters: int = option(4, "batches per split in each scheduled estimate")
+    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)", ge=0)
+    eval_iters: int = option(4, "batches per split in each scheduled estimate", ge=1)
     final_eval_tokens: int = option(
-        65536, "validation tokens in the final evaluation, in windows spread evenly (0: all)"
+        65536, "validation tokens in the final evaluation, in windows spread evenly (0: all)", ge=0
     )
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto: bf16 autocast where the CPU or GPU has it natively, else fp32"
@@ -163,14 +165,6 @@ class TrainConfig(RunOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("batch_size", "eval_iters", "bpe_vocab_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.muon_lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("--lr and --muon_lr must be positive and --min_lr_ratio in [0, 1]")
-        for name in ("grad_clip", "warmup_steps", "final_eval_tokens"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
         self.model.gpt_config(vocab_size=2)  # checks the model options now, not after loading
 
 
