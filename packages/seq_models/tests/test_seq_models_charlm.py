@@ -2,6 +2,12 @@
 and the train / sample / eval commands end to end on a tiny model."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,8 +115,8 @@ TRAIN_ARGS = [
     "--seq-len=32",
     "--max-steps=6",
     "--time-limit=0",
-    "--eval-every=3",
-    "--eval-batches=2",
+    "--eval-interval=3",
+    "--eval-iters=2",
     "--sample-length=20",
     "--precision=fp32",
     "--run-name=tiny",
@@ -169,14 +175,39 @@ def test_sample_explains_unknown_characters_and_missing_runs(trained_run, monkey
 
 def test_bad_options_are_config_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNS_DIR", str(tmp_path))
-    with pytest.raises(ConfigError, match="--time-limit or --max-steps"):
+    with pytest.raises(ConfigError, match="--time_limit or --max_steps"):
         cli.train(["--time-limit=0"])
     with pytest.raises(ConfigError, match="unknown option --hidden"):
         cli.train(["--hidden=3"])
-    with pytest.raises(ConfigError, match=r"--lr_final must lie in \[0, 1\], got 2.0"):
-        cli.train(["--lr-final=2"])
+    with pytest.raises(ConfigError, match=r"--min_lr_ratio must lie in \[0, 1\], got 2.0"):
+        cli.train(["--min-lr-ratio=2"])
     with pytest.raises(ConfigError, match="--temperature must be at least 0, got -1.0"):
         cli.sample(["--temperature=-1"])
     assert not any(tmp_path.iterdir())
     # a nested option by its last name alone, when only one field has it
     assert parse_config(cli.TrainConfig, ["--hidden-size=16"]).model.hidden_size == 16
+
+
+def test_train_keeps_its_weights_on_ctrl_c(tmp_path):
+    """A real `train` process and a real SIGINT: it stops at a step boundary, saves
+    checkpoints/interrupted, says how to use it, and exits with 130."""
+    dataset_or_skip("tinyshakespeare")
+    args = [a for a in TRAIN_ARGS if not a.startswith(("--max-steps", "--run-name"))]
+    command = [str(Path(sys.executable).parent / "train"), "--stage=seq_models", *args]
+    command += ["--max-steps=1000000", "--run-name=cut", "--threads=1"]
+    env = {**os.environ, "RUNS_DIR": str(tmp_path), "DATASETS_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics = tmp_path / "seq_models" / "cut" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 5:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    checkpoint = tmp_path / "seq_models" / "cut" / "checkpoints" / "interrupted"
+    assert json.loads((checkpoint / "meta.json").read_text())["step"] >= 5
+    assert f"uv run --package seq_models sample --run={tmp_path / 'seq_models' / 'cut'}" in out

@@ -9,7 +9,7 @@ library: `--dataset pystdlib`) as `batch_size` contiguous streams, `seq_len` cha
 time, carrying the LSTM state from one window to the next (truncated backpropagation through
 time), with gradient clipping, Adam and a learning rate that decays linearly over the budget
 (`--time-limit` seconds or `--max-steps`, whichever ends first). It evaluates on part of the
-validation split every `--eval-every` steps, on all of it at the end, and prints a sample.
+validation split every `--eval-interval` steps, on all of it at the end, and prints a sample.
 """
 
 import time
@@ -33,16 +33,19 @@ from seq_models.charlm import evaluate as evaluate_loss
 from shared import datasets
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
-from shared.device import autocast, describe_precision, pick_device, resolve_precision
+from shared.device import autocast
 from shared.errors import DatasetError, UsageError
 from shared.runs import Run, find_checkpoint
-from shared.seeding import seed_everything
+from shared.training import RunOptions, StopSignals, lr_factor, prune_checkpoints, setup
 
 STAGE = "seq_models"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
+    """`seq_models train`: the run options shared by every stage (`shared.training`), then
+    this stage's own. Its defaults differ where its figures were measured with them."""
+
     dataset: Literal["tinyshakespeare", "pystdlib"] = option(
         "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
     )
@@ -50,7 +53,7 @@ class TrainConfig:
     batch_size: int = option(32, "parallel text streams per step (B)", ge=1)
     seq_len: int = option(64, "characters per window: how far back gradients reach (T)", ge=1)
     lr: float = option(3e-3, "Adam's peak learning rate", gt=0)
-    lr_final: float = option(
+    min_lr_ratio: float = option(
         0.1, "the learning rate decays linearly to this fraction of --lr", ge=0, le=1
     )
     warmup_steps: int = option(20, "steps of linear learning-rate warmup", ge=0)
@@ -58,23 +61,16 @@ class TrainConfig:
     time_limit: float = option(
         265.0, "seconds of training before the final evaluation (0: none)", ge=0
     )
-    max_steps: int = option(0, "stop after this many steps (0: only the time limit)", ge=0)
-    eval_every: int = option(100, "evaluate on part of the validation split every N steps", ge=1)
-    eval_batches: int = option(8, "windows of the validation split per scheduled evaluation", ge=1)
+    eval_iters: int = option(8, "windows of the validation split per scheduled evaluation", ge=1)
     sample_length: int = option(300, "characters to print from the model at the end", ge=0)
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto: bf16 where this CPU or GPU has it natively, else fp32"
     )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     threads: int = option(
-        1, "torch CPU threads (0: torch's default); 1 is robust on a shared machine", ge=0
+        1, "torch CPU threads (0: the idle cores); 1: how this stage's figures were measured", ge=0
     )
     seed: int = option(0, "random seed for weights, window offsets and the sample")
-    run_name: str | None = option(None, "name of the run folder (default: the start time)")
-
-    def __post_init__(self) -> None:
-        if self.time_limit == 0 and self.max_steps == 0:
-            raise ValueError("set --time-limit or --max-steps (or both): training needs an end")
 
 
 def load_text(name: str) -> tuple[dict[str, str], str]:
@@ -89,27 +85,26 @@ def load_text(name: str) -> tuple[dict[str, str], str]:
 
 
 def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
-    """Warmup, then a linear decay to lr * lr_final as the budget (steps or time) runs out."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    done = 0.0
-    if cfg.max_steps:
-        done = max(done, step / cfg.max_steps)
-    if cfg.time_limit:
-        done = max(done, elapsed / cfg.time_limit)
-    return cfg.lr * (1 - (1 - cfg.lr_final) * min(done, 1.0))
+    """Warmup, then a linear decay to lr * min_lr_ratio as the budget (steps or time) runs out:
+    `shared.training.lr_factor`, the schedule every stage uses."""
+    return cfg.lr * lr_factor(
+        step,
+        elapsed,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+        seconds=cfg.time_limit,
+        decay="linear",
+        min_ratio=cfg.min_lr_ratio,
+    )
 
 
 def train(argv: list[str]) -> None:
     cfg = parse_config(
         TrainConfig, argv, prog="seq_models train", description=__doc__.split("\n\n")[0]
     )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    env = setup(cfg)  # threads, device, precision (and why), seeds
+    device, precision = env.device, env.precision
     splits, dataset = load_text(cfg.dataset)
-    seed_everything(cfg.seed)
     run = Run.start(STAGE, cfg, name=cfg.run_name)
     vocab = CharVocab.from_text(splits["train"] + splits["val"])
     train_ids = vocab.encode(splits["train"]).to(device)  # (N_train,)
@@ -120,8 +115,7 @@ def train(argv: list[str]) -> None:
     print(
         f"{dataset}: {len(train_ids):,} train / {len(val_ids):,} val characters, vocabulary "
         f"{len(vocab)}; model {n_params:,} parameters; "
-        f"{describe_precision(cfg.precision, device)} on {device}, "
-        f"{torch.get_num_threads()} threads",
+        f"{env.precision_note} on {device}, {env.threads_note}",
         flush=True,
     )
 
@@ -134,9 +128,24 @@ def train(argv: list[str]) -> None:
 
     def finished() -> bool:
         over_time = cfg.time_limit and time.perf_counter() - start >= cfg.time_limit
-        return bool(over_time or (cfg.max_steps and step >= cfg.max_steps))
+        return bool(over_time or (cfg.max_steps and step >= cfg.max_steps) or stop.requested)
 
-    with run.progress(cfg.max_steps or None, desc="train", item_name="char") as bar:
+    def save(name: str) -> Path:
+        meta = {
+            "model": config_to_dict(cfg.model),
+            "vocab": vocab.chars,
+            "dataset": dataset,
+            "step": step,
+            "val_loss": val_loss,
+            "train_seconds": time.perf_counter() - start,
+        }
+        return save_checkpoint(run.checkpoints / name, model.state_dict(), meta=meta)
+
+    # The loop stays written out here: carrying each stream's state from one window to the
+    # next (truncated backpropagation through time) is this stage's lesson. The options, the
+    # schedule and the handling of Ctrl-C are the ones every stage shares.
+    stop = StopSignals()
+    with stop, run.progress(cfg.max_steps or None, desc="train", item_name="char") as bar:
         while not finished():
             offset = int(rng.integers(cfg.seq_len)) if epoch else 0  # new window edges
             state = None  # each epoch starts every stream from a zero state
@@ -156,16 +165,27 @@ def train(argv: list[str]) -> None:
                 step += 1
                 bar.advance(loss=loss.item(), items=y.numel())
                 run.log(step, loss=loss.item(), lr=lr, epoch=epoch)
-                if step % cfg.eval_every == 0:
+                if step % cfg.eval_interval == 0:
                     val_loss = evaluate_loss(
-                        model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches, precision_ctx
+                        model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_iters, precision_ctx
                     )
                     run.log(step, val_loss=val_loss)
                     elapsed = time.perf_counter() - start
                     bar.write(f"step {step:5d}  {elapsed:6.1f}s  val loss {val_loss:.4f}")
+                if step % cfg.save_every == 0:
+                    prune_checkpoints(save(f"step_{step:06d}").parent, cfg.keep_checkpoints)
                 if finished():
                     break
             epoch += 1
+    if stop.requested:  # Ctrl-C or SIGTERM: keep what was trained
+        checkpoint = save("interrupted")
+        print(
+            f"interrupted at step {step}; saved {checkpoint}\n"
+            f"this stage cannot resume a run yet; sample from it with: "
+            f"uv run --package seq_models sample --run={run.folder}",
+            flush=True,
+        )
+        raise SystemExit(stop.exit_code)
 
     train_seconds = time.perf_counter() - start
     val_loss = evaluate_loss(model, val_ids, cfg.batch_size, cfg.seq_len, None, precision_ctx)
