@@ -68,8 +68,11 @@ def load_sentences(cfg: ClassifyConfig) -> dict[str, tuple[list[str], list[int]]
     else:
         from shared import datasets
 
-        data = datasets.load("sst2")
-        splits = {k: (list(data[k]["sentence"]), list(data[k]["label"])) for k in ("train", "dev")}
+        data = datasets.load("sst2")  # GLUE's training rows; GLUE's dev set scores the model
+        splits = {
+            ours: (list(data[theirs]["sentence"]), list(data[theirs]["label"]))
+            for ours, theirs in (("train", "train"), ("dev", "validation"))
+        }
     if cfg.max_train:
         sentences, labels = splits["train"]
         splits["train"] = (sentences[: cfg.max_train], labels[: cfg.max_train])
