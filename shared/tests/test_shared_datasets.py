@@ -338,3 +338,16 @@ def test_sst2_offline_without_files_says_how_to_get_them(isolated, monkeypatch):
     message = str(info.value)
     assert "train.tsv is not in" in message and "downloads are off" in message
     assert "tools/fetch_datasets.py sst2` on a machine with internet" in message
+
+
+def test_bad_mirror_layout_leftovers_do_not_shadow_the_download(isolated, tmp_path, monkeypatch):
+    (isolated / "sst2").mkdir(parents=True)
+    (isolated / "sst2" / "train.tsv").write_bytes(b"sentence\tlabel\ntruncated")
+    (isolated / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "SST-2.zip").write_bytes(_fake_glue_zip())
+    with serve_directory(served) as base:
+        _sst2_from(monkeypatch, base + "SST-2.zip", _fake_glue_zip())
+        assert datasets.load("sst2")["train"]["label"] == [0, 1]
+    assert not (isolated / "sst2" / "train.tsv").exists()
