@@ -197,7 +197,9 @@ _MULTI30K_SHA256 = {
 }
 
 # GLUE's own SST-2 files. Its users publish md5s, not sha256s: torchtext, GluonNLP and PaddleNLP
-# give these three. The mirror's glue_dev.tsv has dev.tsv's md5, so its sha256 checks both.
+# give these three. The mirror's glue_dev.tsv has the md5 they give dev.tsv, so one sha256
+# checks it whichever way it came.
+_GLUE_DEV_SHA256 = "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"
 _GLUE_SST2 = Archive(
     url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
     md5="9f81648d4199384278b86e315dac217c",
@@ -205,9 +207,7 @@ _GLUE_SST2 = Archive(
         "SST-2/train.tsv": DataFile(
             "glue_train.tsv", None, None, md5="da409a0a939379ed32a470bc0f7fe99a"
         ),
-        "SST-2/dev.tsv": DataFile(
-            "glue_dev.tsv", "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0", None
-        ),
+        "SST-2/dev.tsv": DataFile("glue_dev.tsv", _GLUE_DEV_SHA256, None),
     },
 )
 
@@ -248,11 +248,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             DataFile(
                 "dev.tsv", "fd62b25395e8c32d2330a48385992f6283eb2cae09d667b31baf925b24997e85", None
             ),
-            DataFile(
-                "glue_dev.tsv",
-                "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
-                None,
-            ),
+            DataFile("glue_dev.tsv", _GLUE_DEV_SHA256, None),
         ),
         loader=_load_sst2,
     ),
@@ -345,7 +341,7 @@ def _in_cache_or_mirror(spec: DatasetSpec, mirror: Path | None) -> bool:
     )
 
 
-def extract_archive(archive: Archive, zip_path: Path, folder: Path) -> None:
+def _extract_archive(archive: Archive, zip_path: Path, folder: Path) -> None:
     """Each member of the zip to its file in `folder`, verified (a wrong one is not kept)."""
     with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(dir=folder) as tmp:
         names = zf.namelist()
@@ -374,7 +370,7 @@ def _locate_from_archive(spec: DatasetSpec, mirror: Path | None) -> Path:
         zip_path = Path(tmp) / Path(spec.archive.url).name
         try:
             download_verified(spec.archive.url, zip_path, spec.archive.md5, algorithm="md5")
-            extract_archive(spec.archive, zip_path, folder)
+            _extract_archive(spec.archive, zip_path, folder)
         except DatasetError as error:
             _unavailable(spec, missing, mirror, str(error))
     ours = {f.path for f in files}
