@@ -4,17 +4,20 @@ Downloads are tested against an HTTP server on the loopback interface that the t
 nothing here reaches the internet.
 """
 
+import dataclasses
 import hashlib
+import io
 import os
 import socket
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from shared import datasets
-from shared.datasets import DataFile, DatasetSpec
-from shared.download import download_verified
+from shared.datasets import Archive, DataFile, DatasetSpec
+from shared.download import digest_of, download_verified
 from shared.errors import DatasetError
 from shared.testing import dataset_or_skip, serve_directory
 
@@ -151,10 +154,20 @@ def test_unknown_dataset_lists_the_known_ones():
 
 
 def test_every_registry_entry_is_complete():
+    lengths = {"sha256": 64, "md5": 32}
     for name, spec in datasets.REGISTRY.items():
         assert spec.name == name and spec.source and spec.attribution and spec.description
-        for file in spec.files:
-            assert len(file.sha256) == 64 and int(file.sha256, 16) >= 0
+        archived = list(spec.archive.members.values()) if spec.archive else []
+        for file in [*spec.files, *archived]:
+            algorithm, digest = file.checksum
+            assert len(digest) == lengths[algorithm] and int(digest, 16) >= 0
+        assert all(f.sha256 for f in spec.files), "a mirror file is checked by sha256"
+
+
+def test_a_data_file_needs_one_checksum():
+    with pytest.raises(ValueError, match="give its sha256, or its md5"):
+        DataFile("a.txt", None, None)
+    assert DataFile("a.txt", None, None, md5="0" * 32).checksum == ("md5", "0" * 32)
 
 
 def test_pystdlib_is_deterministic_and_always_there(isolated):
@@ -178,11 +191,23 @@ def test_tinyshakespeare_split():
 
 
 def test_sst2_rows_and_labels():
-    dataset_or_skip("sst2")
+    """Train on all 64,349 of GLUE's training rows, report on GLUE's dev set (444 + 428)."""
+    folder = dataset_or_skip("sst2")
     splits = datasets.load("sst2")
-    assert len(splits["train"]) == 62_349 and len(splits["dev"]) == 2_000
-    assert set(splits["dev"]["label"]) == {0, 1}
-    assert all(isinstance(s, str) and s for s in splits["dev"]["sentence"])
+    assert {k: len(v) for k, v in splits.items()} == {"train": 64_349, "validation": 872}
+    assert sum(splits["validation"]["label"]) == 444 and set(splits["train"]["label"]) == {0, 1}
+    first = splits["validation"][0]
+    assert first == {"sentence": "it 's a charming and often affecting journey .", "label": 1}
+    assert all(s and s == s.strip() for s in splits["validation"]["sentence"])
+    # The held-out rows are inside train now; no GLUE dev sentence is a training row.
+    assert splits["train"][62_349]["sentence"] == "its logical loopholes ,"
+    assert not set(splits["validation"]["sentence"]) & set(splits["train"]["sentence"])
+    # locate verified glue_dev.tsv by sha256; its md5 is the one torchtext, GluonNLP and
+    # PaddleNLP publish for GLUE's SST-2/dev.tsv, so the mirror's file is GLUE's, byte for byte,
+    # and the sha256 the archive's glue_dev.tsv is checked against is right.
+    glue_dev = folder / "glue_dev.tsv"
+    assert digest_of(glue_dev, "md5") == "268856b487b2a31a28c0a93daaff7288"
+    assert digest_of(glue_dev) == datasets.REGISTRY["sst2"].archive.members["SST-2/dev.tsv"].sha256
 
 
 def test_multi30k_pairs():
@@ -224,3 +249,105 @@ def test_fetch_tool_seeds_the_cache_from_a_folder(isolated, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "pystdlib" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# sst2 from GLUE's zip, against a stand-in zip served on the loopback interface
+
+# GLUE's layout: a header, then `sentence <TAB>label` (GLUE keeps a space before the tab).
+FAKE_TRAIN = b"sentence\tlabel\nhide new secretions from the parental units \t0\ngreat \t1\n"
+FAKE_DEV = b"sentence\tlabel\nit 's a charming and often affecting journey . \t1\n"
+
+
+def _fake_glue_zip(train: bytes = FAKE_TRAIN, dev: bytes = FAKE_DEV) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("SST-2/train.tsv", train)
+        zf.writestr("SST-2/dev.tsv", dev)
+        zf.writestr("SST-2/test.tsv", b"index\tsentence\n0\tunlabelled \n")
+    return buffer.getvalue()
+
+
+def _sst2_from(monkeypatch, url: str, zip_bytes: bytes, dev_sha: str | None = None) -> None:
+    """The real sst2 entry (loader, member names, file names), its checksums the stand-in's."""
+    real = datasets.REGISTRY["sst2"]
+    sums = {"glue_train.tsv": hashlib.md5(FAKE_TRAIN).hexdigest()}
+    members = {
+        member: dataclasses.replace(file, md5=sums[file.path])
+        if file.md5
+        else dataclasses.replace(file, sha256=dev_sha or hashlib.sha256(FAKE_DEV).hexdigest())
+        for member, file in real.archive.members.items()
+    }
+    archive = Archive(url, hashlib.md5(zip_bytes).hexdigest(), members)
+    monkeypatch.setitem(datasets.REGISTRY, "sst2", dataclasses.replace(real, archive=archive))
+
+
+def test_sst2_download_extracts_glue_zip_into_the_cache(isolated, tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "SST-2.zip").write_bytes(_fake_glue_zip())
+    with serve_directory(served) as base:
+        _sst2_from(monkeypatch, base + "SST-2.zip", _fake_glue_zip())
+        splits = datasets.load("sst2")
+    assert splits["train"]["sentence"] == ["hide new secretions from the parental units", "great"]
+    assert splits["train"]["label"] == [0, 1]
+    assert splits["validation"][0] == {
+        "sentence": "it 's a charming and often affecting journey .",
+        "label": 1,
+    }
+    # GLUE's files kept byte for byte under the registry's names; no zip, no temporary files.
+    assert sorted(p.name for p in (isolated / "sst2").iterdir()) == [
+        "glue_dev.tsv",
+        "glue_train.tsv",
+    ]
+    assert (isolated / "sst2" / "glue_dev.tsv").read_bytes() == FAKE_DEV
+    # Served no more, downloads off: the cache alone answers.
+    monkeypatch.setenv("DATASETS_OFFLINE", "1")
+    assert len(datasets.load("sst2")["train"]) == 2
+
+
+def test_sst2_zip_with_a_wrong_checksum_is_not_used(isolated, tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "SST-2.zip").write_bytes(_fake_glue_zip(dev=FAKE_DEV.replace(b"\t1", b"\t0")))
+    with serve_directory(served) as base:
+        _sst2_from(monkeypatch, base + "SST-2.zip", _fake_glue_zip())
+        with pytest.raises(DatasetError) as info:
+            datasets.load("sst2")
+    message = str(info.value)
+    assert "dataset 'sst2' is unavailable" in message and "\n" not in message
+    assert "checksum mismatch for SST-2.zip" in message and "expected md5" in message
+    assert not [p for p in (isolated / "sst2").iterdir()]
+
+
+def test_sst2_member_with_a_wrong_checksum_is_not_kept(isolated, tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "SST-2.zip").write_bytes(_fake_glue_zip())
+    with serve_directory(served) as base:
+        _sst2_from(monkeypatch, base + "SST-2.zip", _fake_glue_zip(), dev_sha="0" * 64)
+        with pytest.raises(DatasetError, match="checksum mismatch for glue_dev.tsv"):
+            datasets.load("sst2")
+    assert not (isolated / "sst2" / "glue_dev.tsv").exists()
+
+
+def test_sst2_offline_without_files_says_how_to_get_them(isolated, monkeypatch):
+    monkeypatch.setenv("DATASETS_OFFLINE", "1")
+    with pytest.raises(DatasetError) as info:
+        datasets.load("sst2")
+    message = str(info.value)
+    assert "train.tsv is not in" in message and "downloads are off" in message
+    assert "tools/fetch_datasets.py sst2` on a machine with internet" in message
+
+
+def test_bad_mirror_layout_leftovers_do_not_shadow_the_download(isolated, tmp_path, monkeypatch):
+    (isolated / "sst2").mkdir(parents=True)
+    (isolated / "sst2" / "train.tsv").write_bytes(b"sentence\tlabel\ntruncated")
+    (isolated / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "SST-2.zip").write_bytes(_fake_glue_zip())
+    with serve_directory(served) as base:
+        _sst2_from(monkeypatch, base + "SST-2.zip", _fake_glue_zip())
+        assert datasets.load("sst2")["train"]["label"] == [0, 1]
+    assert not (isolated / "sst2" / "train.tsv").exists()

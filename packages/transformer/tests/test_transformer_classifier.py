@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from shared.errors import ConfigError, UsageError
+from shared.testing import dataset_or_skip
 from transformer.classifier import ClassifierConfig, TransformerForSequenceClassification
+from transformer.classify import ClassifyConfig, load_sentences
 from transformer.cli import evaluate, train
 from transformer.sst2 import build_vocab, collate_fn, length_grouped_batches, read_tsv
 
@@ -87,6 +89,45 @@ def test_eval_command_scores_any_tsv(tiny_run, capsys, monkeypatch):
     evaluate(["--run", "tiny", "--data", str(data)])
     out = capsys.readouterr().out
     assert "accuracy 100.00% (4/4)" in out
+
+
+def _fake_sst2(monkeypatch) -> None:
+    """The registry's sst2 replaced by a few rows with its split names (train, validation)."""
+    import datasets as hf_datasets
+
+    from shared import datasets
+
+    rows = {
+        "train": (["a great film", "the plot was"], [1, 0]),
+        "validation": (["great music", "the cast", "a great great movie"], [1, 0, 1]),
+    }
+    fake = {
+        k: hf_datasets.Dataset.from_dict({"sentence": s, "label": y}) for k, (s, y) in rows.items()
+    }
+    monkeypatch.setattr(datasets, "load", lambda name: fake if name == "sst2" else None)
+
+
+def test_default_data_trains_on_glue_train_and_scores_glue_dev(monkeypatch):
+    _fake_sst2(monkeypatch)
+    splits = load_sentences(ClassifyConfig())
+    assert splits["train"] == (["a great film", "the plot was"], [1, 0])
+    assert splits["dev"] == (["great music", "the cast", "a great great movie"], [1, 0, 1])
+
+
+def test_eval_without_data_scores_glue_dev(tiny_run, capsys, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tiny_run / "runs"))
+    _fake_sst2(monkeypatch)
+    capsys.readouterr()
+    evaluate(["--run", "tiny"])
+    assert "SST-2 dev (GLUE's dev set): accuracy 100.00% (3/3)" in capsys.readouterr().out
+
+
+def test_sst2_data_is_all_glue_training_rows_and_glue_dev():
+    dataset_or_skip("sst2")
+    splits = load_sentences(ClassifyConfig())
+    assert len(splits["train"][0]) == 64_349 and len(splits["dev"][0]) == 872
+    assert splits["dev"][0][0] == "it 's a charming and often affecting journey ."
+    assert sum(splits["dev"][1]) == 444
 
 
 def test_cls_pooling_and_learned_positions_run():

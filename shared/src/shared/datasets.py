@@ -5,10 +5,13 @@ that turns the verified files into splits. Files are looked up in this order:
 
   1. the cache, `datasets_cache/<name>/` at the repository root (or `$DATASETS_CACHE`);
   2. a mirror folder laid out the same way, `$DATASETS_MIRROR/<name>/` (copied into the cache);
-  3. a download from the canonical URL (skipped when `$DATASETS_OFFLINE=1`);
+  3. a download from the canonical URL (skipped when `$DATASETS_OFFLINE=1`), or, for a dataset
+     whose mirror files have no public download of their own (sst2), its public `Archive`:
+     a zip whose members become the dataset's files in another layout, which the loader reads;
   4. otherwise one error saying how to get the data.
 
-Every file that enters the cache is checked against its sha256 first (shared.download).
+Every file that enters the cache is checked against its sha256 first (shared.download); the few
+files whose source publishes only an md5 (GLUE's SST-2 zip and its train.tsv) against that.
 `pystdlib` needs no files: it is built from this interpreter's own standard library, so there is
 always something to train on offline.
 
@@ -18,14 +21,17 @@ always something to train on offline.
 
 import gzip
 import os
+import shutil
 import sys
 import sysconfig
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from shared.download import copy_verified, download_verified, sha256_of
+from shared.download import copy_verified, digest_of, download_verified
 from shared.errors import DatasetError
 from shared.paths import datasets_cache_dir, datasets_mirror_dir
 
@@ -33,8 +39,31 @@ from shared.paths import datasets_cache_dir, datasets_mirror_dir
 @dataclass(frozen=True)
 class DataFile:
     path: str  # where it sits inside the dataset's folder
-    sha256: str
-    url: str | None  # None: no public download of these exact bytes (mirror only)
+    sha256: str | None  # None only where no sha256 of these bytes is published: give md5
+    url: str | None  # None: no public download of these exact bytes (mirror or archive only)
+    md5: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sha256 is None) == (self.md5 is None):
+            raise ValueError(f"{self.path}: give its sha256, or its md5 where none is published")
+
+    @property
+    def checksum(self) -> tuple[str, str]:
+        """(algorithm, hex digest) that every copy of this file must match."""
+        return ("sha256", self.sha256) if self.sha256 else ("md5", str(self.md5))
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A public zip that holds a dataset in another layout than its mirror files.
+
+    When neither the cache nor the mirror holds the dataset's `files`, `locate` downloads the
+    zip, checks it, and extracts each member to the file it becomes, checked again.
+    """
+
+    url: str
+    md5: str  # of the zip, as its users publish it (no sha256 of it is published)
+    members: dict[str, DataFile]  # path inside the zip -> the file it becomes in the folder
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,7 @@ class DatasetSpec:
     attribution: str
     files: tuple[DataFile, ...]
     loader: Callable[[Path], dict[str, Any]]  # the dataset's folder -> {split: data}
+    archive: Archive | None = None  # another way to the data, where `files` have no download
 
 
 # ----------------------------------------------------------------------------------------------
@@ -61,19 +91,38 @@ def _load_tinyshakespeare(folder: Path) -> dict[str, Any]:
     return _split_text((folder / "input.txt").read_text(encoding="utf-8"))
 
 
+def _read_sentence_tsv(path: Path) -> tuple[list[str], list[int]]:
+    """`sentence<TAB>label` lines after a header; GLUE's trailing space before the tab is cut."""
+    sentences, labels = [], []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines[1:], start=2):
+        sentence, tab, label = line.rpartition("\t")
+        if not tab or label not in ("0", "1"):
+            raise DatasetError(f"{path}:{number} is not `sentence<TAB>label`: {line[:60]!r}")
+        sentences.append(sentence.strip())
+        labels.append(int(label))
+    return sentences, labels
+
+
 def _load_sst2(folder: Path) -> dict[str, Any]:
-    """`sentence<TAB>label` files as `datasets.Dataset`s: columns sentence (str), label (int)."""
+    """GLUE's SST-2 as `datasets.Dataset`s with columns sentence (str), label (int, 1 = positive).
+
+    train: GLUE's training rows (the mirror's train.tsv and dev.tsv together, 64,349 rows; or
+    GLUE's own train.tsv, 67,349, where the download made the folder); validation: GLUE's dev
+    set, 872 whole sentences, the split every stage reports on.
+    """
     import datasets as hf_datasets
 
-    hf_datasets.disable_progress_bars()
-    loaded = hf_datasets.load_dataset(
-        "csv",
-        data_files={"train": str(folder / "train.tsv"), "dev": str(folder / "dev.tsv")},
-        delimiter="\t",
-        quoting=3,  # csv.QUOTE_NONE: sentences contain quote characters that are not quoting
-        cache_dir=str(folder / ".hf_cache"),
-    )
-    return {split: loaded[split] for split in ("train", "dev")}
+    if (folder / "train.tsv").is_file() and (folder / "dev.tsv").is_file():
+        parts = [_read_sentence_tsv(folder / name) for name in ("train.tsv", "dev.tsv")]
+    else:
+        parts = [_read_sentence_tsv(folder / "glue_train.tsv")]
+    train = ([s for p in parts for s in p[0]], [y for p in parts for y in p[1]])
+    splits = {"train": train, "validation": _read_sentence_tsv(folder / "glue_dev.tsv")}
+    return {
+        name: hf_datasets.Dataset.from_dict({"sentence": sentences, "label": labels})
+        for name, (sentences, labels) in splits.items()
+    }
 
 
 def _read_lines_gz(path: Path) -> list[str]:
@@ -147,6 +196,21 @@ _MULTI30K_SHA256 = {
     "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
 }
 
+# GLUE's own SST-2 files. Its users publish md5s, not sha256s: torchtext, GluonNLP and PaddleNLP
+# give these three. The mirror's glue_dev.tsv has the md5 they give dev.tsv, so one sha256
+# checks it whichever way it came.
+_GLUE_DEV_SHA256 = "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"
+_GLUE_SST2 = Archive(
+    url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+    md5="9f81648d4199384278b86e315dac217c",
+    members={
+        "SST-2/train.tsv": DataFile(
+            "glue_train.tsv", None, None, md5="da409a0a939379ed32a470bc0f7fe99a"
+        ),
+        "SST-2/dev.tsv": DataFile("glue_dev.tsv", _GLUE_DEV_SHA256, None),
+    },
+)
+
 REGISTRY: dict[str, DatasetSpec] = {
     "tinyshakespeare": DatasetSpec(
         name="tinyshakespeare",
@@ -166,11 +230,15 @@ REGISTRY: dict[str, DatasetSpec] = {
     ),
     "sst2": DatasetSpec(
         name="sst2",
-        description="SST-2 sentiment, sentence<TAB>label (1 = positive): train 62,349, dev 2,000; "
-        "both drawn from GLUE's SST-2 train split, so phrases overlap",
-        source="GLUE SST-2 train.tsv, split into train and a 2,000-row dev by the project mirror",
+        description="GLUE SST-2 sentiment, sentence<TAB>label (1 = positive): train 64,349 rows "
+        "of GLUE's train split (67,349 from GLUE's zip), validation = GLUE's dev set, "
+        "872 sentences, the split every stage reports on",
+        source="the project mirror: train.tsv + dev.tsv (64,349 rows of GLUE's SST-2 train.tsv, "
+        "the 2,000 of dev.tsv once held out of it) and glue_dev.tsv (GLUE's dev.tsv, "
+        "byte-identical); or GLUE's SST-2.zip from " + _GLUE_SST2.url,
         attribution="Socher et al. 2013, Recursive Deep Models for Semantic Compositionality "
         "Over a Sentiment Treebank; GLUE benchmark (Wang et al. 2018)",
+        archive=_GLUE_SST2,
         files=(
             DataFile(
                 "train.tsv",
@@ -180,6 +248,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             DataFile(
                 "dev.tsv", "fd62b25395e8c32d2330a48385992f6283eb2cae09d667b31baf925b24997e85", None
             ),
+            DataFile("glue_dev.tsv", _GLUE_DEV_SHA256, None),
         ),
         loader=_load_sst2,
     ),
@@ -220,43 +289,104 @@ def _offline() -> bool:
     return os.environ.get("DATASETS_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def _ensure_file(spec: DatasetSpec, file: DataFile, mirror: Path | None) -> None:
-    dest = datasets_cache_dir() / spec.name / file.path
-    if dest.is_file():
-        if sha256_of(dest) == file.sha256:
-            return
-        print(f"note: {dest} does not match its sha256; fetching it again", file=sys.stderr)
-    if mirror is not None and (mirror / spec.name / file.path).is_file():
-        copy_verified(mirror / spec.name / file.path, dest, file.sha256)
-        return
-    if file.url is not None and not _offline():
-        try:
-            download_verified(file.url, dest, file.sha256)
-            return
-        except DatasetError as error:
-            problem = str(error)
-    elif file.url is None:
-        problem = f"it has no public download of these exact files ({spec.source})"
-    else:
-        problem = "downloads are off (DATASETS_OFFLINE=1)"
+def _verified(path: Path, file: DataFile) -> bool:
+    algorithm, expected = file.checksum
+    return path.is_file() and digest_of(path, algorithm) == expected
+
+
+def _unavailable(spec: DatasetSpec, file: DataFile, mirror: Path | None, problem: str) -> NoReturn:
     where = f"{mirror}/{spec.name}/" if mirror is not None else "no DATASETS_MIRROR set"
     fetch = f"uv run python tools/fetch_datasets.py {spec.name}"
     how = (
         f"`{fetch}` on a machine with internet, or `{fetch} --from DIR`"
-        if file.url is not None
+        if file.url is not None or spec.archive is not None
         else f"`{fetch} --from DIR`"
     )
     raise DatasetError(
-        f"dataset {spec.name!r} is unavailable: {file.path} is not in {dest.parent}/, "
-        f"nor in a mirror ({where}), and {problem}. Get it with {how} "
-        f"to copy it from a folder holding {spec.name}/{file.path}"
+        f"dataset {spec.name!r} is unavailable: {file.path} is not in "
+        f"{datasets_cache_dir() / spec.name}/, nor in a mirror ({where}), and {problem}. "
+        f"Get it with {how} to copy it from a folder holding {spec.name}/{file.path}"
     )
+
+
+def _ensure_file(spec: DatasetSpec, file: DataFile, mirror: Path | None) -> None:
+    dest = datasets_cache_dir() / spec.name / file.path
+    algorithm, expected = file.checksum
+    if dest.is_file():
+        if digest_of(dest, algorithm) == expected:
+            return
+        print(f"note: {dest} does not match its {algorithm}; fetching it again", file=sys.stderr)
+    if mirror is not None and (mirror / spec.name / file.path).is_file():
+        copy_verified(mirror / spec.name / file.path, dest, expected, algorithm=algorithm)
+        return
+    if file.url is not None and not _offline():
+        try:
+            download_verified(file.url, dest, expected, algorithm=algorithm)
+            return
+        except DatasetError as error:
+            problem = str(error)
+    elif _offline():
+        problem = "downloads are off (DATASETS_OFFLINE=1)"
+    else:
+        problem = f"it has no public download of these exact files ({spec.source})"
+    _unavailable(spec, file, mirror, problem)
+
+
+def _in_cache_or_mirror(spec: DatasetSpec, mirror: Path | None) -> bool:
+    cache = datasets_cache_dir() / spec.name
+    return all(
+        _verified(cache / f.path, f)
+        or (mirror is not None and (mirror / spec.name / f.path).is_file())
+        for f in spec.files
+    )
+
+
+def _extract_archive(archive: Archive, zip_path: Path, folder: Path) -> None:
+    """Each member of the zip to its file in `folder`, verified (a wrong one is not kept)."""
+    with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(dir=folder) as tmp:
+        names = zf.namelist()
+        for member, file in archive.members.items():
+            if member not in names:
+                raise DatasetError(f"{archive.url} holds no {member}; it holds {names[:8]}")
+            extracted = Path(tmp) / file.path
+            with zf.open(member) as src, open(extracted, "wb") as out:
+                shutil.copyfileobj(src, out, length=1 << 20)
+            algorithm, expected = file.checksum
+            copy_verified(extracted, folder / file.path, expected, algorithm=algorithm)
+
+
+def _locate_from_archive(spec: DatasetSpec, mirror: Path | None) -> Path:
+    """The folder in the archive's layout: from the cache, else downloaded and extracted."""
+    assert spec.archive is not None
+    folder = datasets_cache_dir() / spec.name
+    files = list(spec.archive.members.values())
+    if all(_verified(folder / f.path, f) for f in files):
+        return folder
+    missing = next(f for f in spec.files if not _verified(folder / f.path, f))
+    if _offline():
+        _unavailable(spec, missing, mirror, "downloads are off (DATASETS_OFFLINE=1)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        zip_path = Path(tmp) / Path(spec.archive.url).name
+        try:
+            download_verified(spec.archive.url, zip_path, spec.archive.md5, algorithm="md5")
+            _extract_archive(spec.archive, zip_path, folder)
+        except DatasetError as error:
+            _unavailable(spec, missing, mirror, str(error))
+    ours = {f.path for f in files}
+    for file in spec.files:  # a bad leftover of the mirror's layout must not shadow the archive's
+        path = folder / file.path
+        if file.path not in ours and path.is_file() and not _verified(path, file):
+            path.unlink()
+    return folder
 
 
 def locate(name: str, mirror: Path | None = None) -> Path:
     """The cache folder of dataset `name`, with every file present and verified."""
     spec = get_spec(name)
     mirror = mirror if mirror is not None else datasets_mirror_dir()
+    if spec.archive is not None and not _in_cache_or_mirror(spec, mirror):
+        return _locate_from_archive(spec, mirror)
     for file in spec.files:
         _ensure_file(spec, file, mirror)
     return datasets_cache_dir() / spec.name

@@ -111,7 +111,8 @@ def train(argv: list[str]) -> None:
     tok = build(cfg, lines)
     seconds = time.perf_counter() - start
     path = tok.save(run.folder)
-    held_out = dataset_lines(cfg.dataset, ("val", "dev", "test")) if not cfg.max_lines else []
+    held_out_splits = ("val", "validation", "dev", "test")
+    held_out = dataset_lines(cfg.dataset, held_out_splits) if not cfg.max_lines else []
     ratio = bytes_per_token(tok, held_out or lines[:2000])
     where = "held-out split" if held_out else "training lines"
     print(f"trained {tok!r} in {seconds:.2f}s; {ratio:.2f} UTF-8 bytes per token on the {where}")

@@ -70,7 +70,7 @@ class EvalConfig:
     )
     data: Path | None = option(
         None,
-        "classifier: a sentence<TAB>label file (default: SST-2 dev); "
+        "classifier: any sentence<TAB>label file (default: GLUE's SST-2 dev set); "
         "translator: a German<TAB>English file (default: test_2016_flickr)",
     )
     batch_size: int = option(256, "sentences per batch")
@@ -97,7 +97,7 @@ def _evaluate_classifier(run: Run, cfg: EvalConfig) -> None:
     from attention.vocab import Vocab
     from shared.checkpoint import load_checkpoint
     from shared.device import pick_device
-    from transformer.classify import ClassifyConfig, build_model, predict
+    from transformer.classify import ClassifyConfig, build_model, predict, sst2_splits
     from transformer.report import confusion_matrix, format_confusion_matrix
     from transformer.sst2 import SentimentDataset, read_tsv
 
@@ -106,10 +106,8 @@ def _evaluate_classifier(run: Run, cfg: EvalConfig) -> None:
         sentences, labels = read_tsv(cfg.data)
         source = str(cfg.data)
     else:
-        from shared import datasets
-
-        dev = datasets.load("sst2")["dev"]
-        sentences, labels, source = list(dev["sentence"]), list(dev["label"]), "SST-2 dev"
+        sentences, labels = sst2_splits()["dev"]
+        source = "SST-2 dev (GLUE's dev set)"
     vocab_path = run.folder / "vocab.json"
     if not vocab_path.is_file():
         raise UsageError(f"{vocab_path} is missing: is {run.folder} a finished classifier run?")
