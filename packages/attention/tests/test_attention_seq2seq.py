@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from attention import AdditiveAttention, MultiplicativeAttention
+from attention import AdditiveAttention, MultiplicativeAttention, ScoredAttention
 from attention.bleu import corpus_bleu
 from attention.decode import beam_search, greedy_decode
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_padded
@@ -66,6 +66,26 @@ def test_scores_follow_the_formulas():
     torch.testing.assert_close(dot(q4, k)[1], torch.softmax((k @ q4[0]), -1))
     with pytest.raises(ValueError, match="dot attention needs query_dim == key_dim"):
         MultiplicativeAttention(6, 4, "dot")
+    # `score` is the one line that differs; forward (softmax, masking, averaging) is shared
+    torch.testing.assert_close(add.score(q6[:, None], add.project_keys(k))[:, 0], s_add)
+    torch.testing.assert_close(general.score(q6[:, None], general.project_keys(k))[:, 0], s_gen)
+
+
+def test_a_new_score_is_one_method():
+    """A subclass that writes only `score` gets masking, one-step queries and averaging."""
+
+    class NegativeDistance(ScoredAttention):
+        def score(self, query, projected_keys):
+            return -torch.cdist(query, projected_keys)  # (B, T, S)
+
+    attn = NegativeDistance()
+    query, keys = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    context, weights = attn(query, keys, mask=mask)
+    want = torch.softmax((-torch.cdist(query, keys)).masked_fill(~mask[:, None], -torch.inf), -1)
+    torch.testing.assert_close(weights, want)
+    torch.testing.assert_close(context, want @ keys)
+    torch.testing.assert_close(attn(query[:, 0], keys, mask=mask)[1], want[:, 0])
 
 
 # ----------------------------------------------------------------------------------------------
