@@ -9,7 +9,7 @@ from attention import AdditiveAttention, MultiplicativeAttention, ScoredAttentio
 from attention.bleu import corpus_bleu
 from attention.decode import beam_search, greedy_decode
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_padded
-from attention.train import pad
+from attention.translation_data import pad
 from attention.vocab import BOS, EOS, PAD, UNK, Vocab, detokenize, tokenize
 
 
