@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 
 from attention.bleu import corpus_bleu
-from attention.decode import Hypothesis, beam_search, greedy_decode
+from attention.decode import Hypothesis, beam_search_batch, greedy_decode
 from attention.heatmap import plot_attention
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig
 from attention.translation_data import Example, Pair, batches, build_vocabs, encode_pairs, pad
@@ -114,7 +114,7 @@ def translate_sentences(
     batch_size: int = 100,
     ctx: Any = None,
 ) -> list[Translation]:
-    """Translate German sentences: batched greedy decoding for beam 1, else beam search."""
+    """Translate German sentences in batches: greedy decoding for beam 1, else beam search."""
     import contextlib
 
     ctx = ctx if ctx is not None else contextlib.nullcontext()
@@ -124,18 +124,16 @@ def translate_sentences(
     ids = [src_vocab.encode(t, eos=False) for t in tokens]
     hyps: list[Hypothesis | None] = [None] * len(ids)
     with ctx:
-        if beam_size == 1:
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            for start in range(0, len(order), batch_size):
-                group = order[start : start + batch_size]
-                for i, hyp in zip(
-                    group, greedy_decode(model, pad([ids[i] for i in group], device)), strict=True
-                ):
-                    hyps[i] = hyp
-        else:
-            for i, seq in enumerate(ids):
-                src = torch.tensor(seq, device=device)
-                hyps[i] = beam_search(model, src, beam_size=beam_size, alpha=alpha)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+        for start in range(0, len(order), batch_size):
+            group = order[start : start + batch_size]
+            if beam_size == 1:
+                decoded = greedy_decode(model, pad([ids[i] for i in group], device))
+            else:  # the beams of all sentences of the group are rows of one batch
+                sources = [ids[i] for i in group]
+                decoded = beam_search_batch(model, sources, beam_size, alpha, device=device)
+            for i, hyp in zip(group, decoded, strict=True):
+                hyps[i] = hyp
     model.train(was_training)
     out = []
     for toks, hyp in zip(tokens, hyps, strict=True):
