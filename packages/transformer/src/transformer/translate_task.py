@@ -43,7 +43,7 @@ from shared.config import config_from_dict, config_to_dict, option
 from shared.errors import ConfigError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
-from transformer.decoding import beam_search, greedy_decode
+from transformer.decoding import beam_search_batch, greedy_decode
 from transformer.loop import LoopConfig, fit
 from transformer.positions import plot_sinusoidal
 from transformer.report import plot_curves
@@ -121,21 +121,22 @@ def translate_batch(
     batch_size: int = 128,
     device: Any = "cpu",
 ) -> list[str]:
-    """German sentences -> detokenized English; greedy in batches, or beam search one by one."""
+    """German sentences -> detokenized English, in batches: greedy, or beam search (KV cache)."""
     was_training = model.training
     model.eval()
     ids = [src_vocab.encode(tokenize(s), eos=False) or [PAD] for s in sentences]
     outputs: list[list[int]] = [[] for _ in ids]
-    if beam_size == 1:
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        if beam_size == 1:
             decoded = greedy_decode(model, pad([ids[i] for i in chunk]).to(device))
-            for i, out in zip(chunk, decoded, strict=True):
-                outputs[i] = out
-    else:
-        for i, src in enumerate(ids):
-            outputs[i], _ = beam_search(model, torch.tensor(src, device=device), beam_size, alpha)
+        else:  # the beams of all sentences of the chunk are rows of one batch
+            sources = [ids[i] for i in chunk]
+            found = beam_search_batch(model, sources, beam_size, alpha, device=device)
+            decoded = [out for out, _ in found]
+        for i, out in zip(chunk, decoded, strict=True):
+            outputs[i] = out
     model.train(was_training)
     return [detokenize(tgt_vocab.decode(out)) for out in outputs]
 
