@@ -5,11 +5,11 @@ import random
 import pytest
 import torch
 
-from attention import AdditiveAttention, MultiplicativeAttention
+from attention import AdditiveAttention, MultiplicativeAttention, ScoredAttention
 from attention.bleu import corpus_bleu
-from attention.decode import beam_search, greedy_decode
+from attention.decode import beam_search, beam_search_batch, greedy_decode
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_padded
-from attention.train import pad
+from attention.translation_data import pad
 from attention.vocab import BOS, EOS, PAD, UNK, Vocab, detokenize, tokenize
 
 
@@ -66,6 +66,26 @@ def test_scores_follow_the_formulas():
     torch.testing.assert_close(dot(q4, k)[1], torch.softmax((k @ q4[0]), -1))
     with pytest.raises(ValueError, match="dot attention needs query_dim == key_dim"):
         MultiplicativeAttention(6, 4, "dot")
+    # `score` is the one line that differs; forward (softmax, masking, averaging) is shared
+    torch.testing.assert_close(add.score(q6[:, None], add.project_keys(k))[:, 0], s_add)
+    torch.testing.assert_close(general.score(q6[:, None], general.project_keys(k))[:, 0], s_gen)
+
+
+def test_a_new_score_is_one_method():
+    """A subclass that writes only `score` gets masking, one-step queries and averaging."""
+
+    class NegativeDistance(ScoredAttention):
+        def score(self, query, projected_keys):
+            return -torch.cdist(query, projected_keys)  # (B, T, S)
+
+    attn = NegativeDistance()
+    query, keys = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    context, weights = attn(query, keys, mask=mask)
+    want = torch.softmax((-torch.cdist(query, keys)).masked_fill(~mask[:, None], -torch.inf), -1)
+    torch.testing.assert_close(weights, want)
+    torch.testing.assert_close(context, want @ keys)
+    torch.testing.assert_close(attn(query[:, 0], keys, mask=mask)[1], want[:, 0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,6 +170,33 @@ def test_beam_size_one_is_greedy_and_beams_score_at_least_as_well():
         if greedy.ids[-1] == EOS:  # a finished greedy path is one of the beam's candidates
             assert beam4.score >= greedy.score - 1e-5
         assert beam4.weights.shape == (len(beam4.ids), len(sentence))
+
+
+@pytest.mark.parametrize(("attention", "seed"), [("bahdanau", 3), ("general", 4), ("dot", 5)])
+def test_batched_beam_search_equals_one_sentence_at_a_time(attention, seed):
+    """Many sentences as rows of one batch: the same words, scores and weights as one by one.
+
+    The model is trained a little on reversal, so its outputs end at different lengths
+    (a random one ends every sentence at once or never); max_len=4 cuts some sentences short.
+    """
+    model = tiny_model(attention, seed=seed).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for src, tgt in reversal_batches(40, random.Random(seed)):
+        loss = model.loss(src, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model = model.eval().double()
+    rng = random.Random(seed)
+    sentences = [[rng.randrange(4, 12) for _ in range(rng.randint(1, 7))] for _ in range(9)]
+    for beam_size, alpha, max_len in [(1, 0.6, 30), (3, 0.6, 30), (5, 0.0, 30), (4, 0.6, 4)]:
+        batched = beam_search_batch(model, sentences, beam_size, alpha, max_len)
+        for sentence, got in zip(sentences, batched, strict=True):
+            alone = beam_search(model, torch.tensor(sentence), beam_size, alpha, max_len)
+            assert got.ids == alone.ids, (sentence, beam_size)
+            assert got.score == pytest.approx(alone.score, abs=1e-9)
+            torch.testing.assert_close(got.weights, alone.weights.to(got.weights.dtype))
+    assert beam_search_batch(model, [], 3) == []
 
 
 # ----------------------------------------------------------------------------------------------

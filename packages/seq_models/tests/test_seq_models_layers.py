@@ -75,6 +75,27 @@ def test_from_torch_copies_arguments_weights_and_mode():
         LSTM.from_torch(theirs)
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs", "args"),
+    [
+        (RNN, torch.nn.RNN, (I, H, 2, "relu", False, True, 0.25, True)),
+        (LSTM, torch.nn.LSTM, (I, H, 2, False, True, 0.25, True, 0, "cpu", torch.float64)),
+        (GRU, torch.nn.GRU, (I, H, 2, False, True, 0.25, True, 0, "cpu", torch.float64)),
+    ],
+)
+def test_one_constructor_takes_torchs_arguments_in_torchs_order(ours, theirs, args):
+    """RNNBase holds the one signature; RNN slots `nonlinearity` in fourth, as torch does."""
+    a, b = ours(*args), theirs(*args)
+    for key in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"):
+        assert getattr(a, key) == getattr(b, key), key
+    assert (a.bidirectional, a.mode, a.proj_size) == (b.bidirectional, b.mode, b.proj_size)
+    assert [(n, p.shape, p.dtype) for n, p in a.named_parameters()] == [
+        (n, p.shape, p.dtype) for n, p in b.named_parameters()
+    ]
+    with pytest.raises(ValueError, match="proj_size"):
+        ours(I, H, proj_size=2)
+
+
 def test_dropout_between_layers_only_in_training():
     torch.manual_seed(3)
     lstm = LSTM(I, H, num_layers=2, dropout=0.5)

@@ -97,8 +97,44 @@ def test_loading_errors_name_the_problem(trained, tmp_path):
     with pytest.raises(TokenizerError, match="not valid JSON"):
         load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text('{"kind": "magic"}', encoding="utf-8")
-    with pytest.raises(TokenizerError, match="one of char, bpe"):
+    every_kind = "one of bpe, char, sentencepiece, unigram, wordpiece, got"
+    with pytest.raises(TokenizerError, match=every_kind):
         load_tokenizer(tmp_path)
     trained["char"].save(tmp_path)
     with pytest.raises(TokenizerError, match="holds a 'char' tokenizer, not 'bpe'"):
         ByteLevelBPETokenizer.load(tmp_path)
+
+
+def test_subclasses_register_themselves(tmp_path):
+    """The registry fills itself (`__init_subclass__`); base.py imports none of its subclasses."""
+    import ast
+    import inspect
+
+    from tokenizers_fromscratch import base
+
+    tree = ast.parse(inspect.getsource(base))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("tokenizers_fromscratch")}
+
+    class ReversedCharTokenizer(CharTokenizer):
+        kind = "char-reversed-test"
+
+        def _encode_ordinary(self, text):
+            return super()._encode_ordinary(text[::-1])
+
+    class TweakedChar(CharTokenizer):  # inherits kind "char": files still load as CharTokenizer
+        pass
+
+    try:
+        assert base.kind_registry()["char-reversed-test"] is ReversedCharTokenizer
+        assert base.kind_registry()["char"] is CharTokenizer
+        tok = ReversedCharTokenizer.train(["abc"])
+        tok.save(tmp_path)
+        again = load_tokenizer(tmp_path)
+        assert type(again) is ReversedCharTokenizer and again.encode("ab") == tok.encode("ab")
+        TweakedChar.train(["abc"]).save(tmp_path)
+        assert type(load_tokenizer(tmp_path)) is CharTokenizer
+        with pytest.raises(TypeError, match="kind 'char' is taken by"):
+            type("OtherChar", (CharTokenizer,), {"kind": "char"})
+    finally:
+        base._REGISTRY.pop("char-reversed-test", None)

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from transformer.cli import evaluate, train, translate
-from transformer.decoding import beam_search, greedy_decode
+from transformer.decoding import (
+    beam_search,
+    beam_search_batch,
+    decode_step,
+    greedy_decode,
+    start_cache,
+)
 from transformer.translator import TransformerTranslator, TranslatorConfig
 
 SYMBOLS = ["ka", "lo", "mi", "nu", "pe", "ro", "su", "ti"]
@@ -97,6 +103,46 @@ def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy():
     beam, _ = beam_search(model, src[0], beam_size=4, alpha=0.0, max_len=8)
     if len(beam) == len(greedy):
         assert logprob(beam) >= logprob(greedy) - 1e-5
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models decode much faster on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_kv_cache_gives_the_full_decoders_logits(norm_first, one_thread):
+    """Feeding one word at a time with a KV cache = re-running the decoder on the prefix."""
+    model = _random_model(norm_first=norm_first).double()
+    src = torch.tensor([[4, 5, 6, 7, 8], [9, 10, 11, 0, 0]])  # padded batch
+    tgt_in = torch.tensor([[1, 7, 8, 9, 0, 12], [1, 13, 14, 15, 16, 17]])  # a <pad> in row 0
+    memory, src_pad = model.encode(src)
+    full = model.decode(tgt_in, memory, src_pad)  # (B, T, V)
+    cache = start_cache(model, memory, src_pad)
+    for t in range(tgt_in.size(1)):
+        torch.testing.assert_close(decode_step(model, tgt_in[:, t], cache), full[:, t])
+    assert cache.length == 6 and cache.self_kv[0][0].shape == (2, 4, 6, 8)
+
+
+def test_batched_beam_search_equals_one_sentence_at_a_time(one_thread):
+    """The beams of many sentences as rows of one batch, with a KV cache: the same outputs."""
+    model = _random_model(norm_first=False).double()
+    rng = random.Random(0)
+    sources = [[rng.randrange(4, 20) for _ in range(rng.randint(1, 7))] for _ in range(6)]
+    lengths = set()
+    for beam_size, alpha, max_len in [(3, 0.6, 16), (5, 0.0, 16), (4, 0.6, 4)]:
+        batched = beam_search_batch(model, sources, beam_size, alpha, max_len)
+        for src, (ids, score) in zip(sources, batched, strict=True):
+            alone, alone_score = beam_search(model, torch.tensor(src), beam_size, alpha, max_len)
+            assert ids == alone, (src, beam_size)
+            assert score == pytest.approx(alone_score, abs=1e-9)
+            lengths.add(len(ids))
+    assert len(lengths) >= 3, lengths  # outputs of several lengths, some cut at max_len
+    assert beam_search_batch(model, [], 3) == []
 
 
 def test_shared_and_tied_embeddings():

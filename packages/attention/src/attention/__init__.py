@@ -6,6 +6,7 @@ from attention import scaled_dot_product_attention, MultiHeadAttention
 from attention.additive import AdditiveAttention
 from attention.multihead import MultiHeadAttention
 from attention.multiplicative import MultiplicativeAttention
+from attention.scored import ScoredAttention
 from attention.sdpa import (
     causal_mask,
     naive_scaled_dot_product_attention,
@@ -17,6 +18,7 @@ __all__ = [
     "AdditiveAttention",
     "MultiHeadAttention",
     "MultiplicativeAttention",
+    "ScoredAttention",
     "causal_mask",
     "log_softmax",
     "masked_softmax",

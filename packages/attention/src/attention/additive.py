@@ -11,19 +11,23 @@ the score a learned, non-linear similarity; the price is a (B, T, S, A) tensor w
 attention needs only (B, T, S). `W_k h_j` does not depend on the decoder, so `project_keys`
 computes it once per source sentence and decoding step after step reuses it.
 
-Masks use SDPA's convention: `mask` is True where a key takes part, e.g. (B, S) marking the
-real (not padding) source tokens. Bahdanau's original decoder scores the previous state s_{t-1}
-and feeds the context into the RNN; seq2seq.py uses Luong's arrangement (score the current state,
-combine afterwards) with either this score or a multiplicative one.
+The softmax, the masking and the weighted average are shared with multiplicative attention in
+scored.py; this file is the score. Masks use SDPA's convention: `mask` is True where a key takes
+part, e.g. (B, S) marking the real (not padding) source tokens. Bahdanau's original decoder
+scores the previous state s_{t-1} and feeds the context into the RNN; seq2seq.py uses Luong's
+arrangement (score the current state, combine afterwards) with either this score or a
+multiplicative one.
 """
 
 import torch
 from torch import Tensor, nn
 
-from attention.softmax import masked_softmax
+from attention.scored import ScoredAttention
 
 
-class AdditiveAttention(nn.Module):
+class AdditiveAttention(ScoredAttention):
+    """Bahdanau's score; `forward` (context and weights) comes from ScoredAttention."""
+
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int | None = None) -> None:
         super().__init__()
         hidden_dim = query_dim if hidden_dim is None else hidden_dim
@@ -35,30 +39,8 @@ class AdditiveAttention(nn.Module):
         """(B, S, Dk) -> (B, S, A): the decoder-independent half of the score, computed once."""
         return self.key_proj(keys)
 
-    def forward(
-        self,
-        query: Tensor,
-        keys: Tensor,
-        values: Tensor | None = None,
-        mask: Tensor | None = None,
-        projected_keys: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """query (B, Dq) or (B, T, Dq); keys (B, S, Dk); values (B, S, Dv), default the keys.
-
-        Returns the context (B, [T,] Dv) and the weights (B, [T,] S).
-        """
-        single = query.dim() == 2
-        if single:
-            query = query.unsqueeze(1)  # (B, 1, Dq)
-        values = keys if values is None else values
-        pk = self.project_keys(keys) if projected_keys is None else projected_keys  # (B, S, A)
+    def score(self, query: Tensor, projected_keys: Tensor) -> Tensor:
+        """v^T tanh(W_q s + W_k h_j): query (B, T, Dq), projected keys (B, S, A) -> (B, T, S)."""
         pq = self.query_proj(query)  # (B, T, A)
-        hidden = torch.tanh(pq.unsqueeze(2) + pk.unsqueeze(1))  # (B, T, S, A)
-        scores = self.v(hidden).squeeze(-1)  # (B, T, S)
-        if mask is not None and mask.dim() == 2:
-            mask = mask.unsqueeze(1)  # (B, 1, S)
-        weights = masked_softmax(scores, mask)  # (B, T, S)
-        context = weights @ values  # (B, T, Dv)
-        if single:
-            return context.squeeze(1), weights.squeeze(1)  # (B, Dv), (B, S)
-        return context, weights
+        hidden = torch.tanh(pq.unsqueeze(2) + projected_keys.unsqueeze(1))  # (B, T, S, A)
+        return self.v(hidden).squeeze(-1)  # (B, T, S)

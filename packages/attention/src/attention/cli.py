@@ -22,17 +22,11 @@ from attention.train import (
     train_translator,
     translate_sentences,
 )
-from shared import datasets
+from attention.translation_data import load_multi30k
 from shared.config import option, parse_config
 from shared.device import autocast, pick_device, resolve_precision
 from shared.errors import ConfigError
 from shared.runs import Run
-
-
-def load_multi30k() -> dict[str, list[tuple[str, str]]]:
-    """{split: [(German, English), ...]} for train, val and test_2016_flickr."""
-    splits = datasets.load("multi30k")
-    return {name: list(zip(d["de"], d["en"], strict=True)) for name, d in splits.items()}
 
 
 def train(argv: list[str]) -> None:

@@ -12,7 +12,8 @@ size 2H); W h_j is computed once per sentence by `project_keys`. The transformer
 dot-product attention (sdpa.py) is `dot` with learned projections on both sides and a
 1/sqrt(d) scale; `scale=True` adds that scale here too (Luong's paper has none).
 
-Masks use SDPA's convention: True where a key takes part.
+The softmax, the masking and the weighted average are shared with additive attention in
+scored.py; this file is the score. Masks use SDPA's convention: True where a key takes part.
 """
 
 import math
@@ -20,12 +21,14 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from attention.softmax import masked_softmax
+from attention.scored import ScoredAttention
 
 Score = Literal["dot", "general"]
 
 
-class MultiplicativeAttention(nn.Module):
+class MultiplicativeAttention(ScoredAttention):
+    """Luong's scores; `forward` (context and weights) comes from ScoredAttention."""
+
     def __init__(
         self, query_dim: int, key_dim: int, score: Score = "general", scale: bool = False
     ) -> None:
@@ -37,7 +40,7 @@ class MultiplicativeAttention(nn.Module):
                 f"dot attention needs query_dim == key_dim, got {query_dim} and {key_dim}; "
                 "use score='general'"
             )
-        self.score = score
+        self.kind = score  # "dot" or "general"
         self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
         # W maps keys into the query space: s^T W h = s . (W h)
         self.key_proj = nn.Linear(key_dim, query_dim, bias=False) if score == "general" else None
@@ -46,28 +49,6 @@ class MultiplicativeAttention(nn.Module):
         """(B, S, Dk) -> (B, S, Dq): W h_j for `general`, the keys themselves for `dot`."""
         return keys if self.key_proj is None else self.key_proj(keys)
 
-    def forward(
-        self,
-        query: Tensor,
-        keys: Tensor,
-        values: Tensor | None = None,
-        mask: Tensor | None = None,
-        projected_keys: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """query (B, Dq) or (B, T, Dq); keys (B, S, Dk); values (B, S, Dv), default the keys.
-
-        Returns the context (B, [T,] Dv) and the weights (B, [T,] S).
-        """
-        single = query.dim() == 2
-        if single:
-            query = query.unsqueeze(1)  # (B, 1, Dq)
-        values = keys if values is None else values
-        pk = self.project_keys(keys) if projected_keys is None else projected_keys  # (B, S, Dq)
-        scores = (query @ pk.transpose(1, 2)) * self.scale  # (B, T, S)
-        if mask is not None and mask.dim() == 2:
-            mask = mask.unsqueeze(1)  # (B, 1, S)
-        weights = masked_softmax(scores, mask)  # (B, T, S)
-        context = weights @ values  # (B, T, Dv)
-        if single:
-            return context.squeeze(1), weights.squeeze(1)  # (B, Dv), (B, S)
-        return context, weights
+    def score(self, query: Tensor, projected_keys: Tensor) -> Tensor:
+        """s . (W h_j): query (B, T, Dq), projected keys (B, S, Dq) -> (B, T, S)."""
+        return (query @ projected_keys.transpose(1, 2)) * self.scale  # (B, T, S)

@@ -1,8 +1,9 @@
 """The translation task and its training loop, on sentence pairs held in memory.
 
-The task (vocabularies, batches, loss, translation, BLEU) is separate from the loop, and the loop
-takes plain `(German, English)` string pairs, so the same code trains on Multi30k (cli.py loads
-it) or on a few synthetic pairs in a test.
+The task (loss, translation, BLEU) is separate from the loop, and the loop takes plain
+`(German, English)` string pairs, so the same code trains on Multi30k (cli.py loads it) or on a
+few synthetic pairs in a test. The data half (vocabularies, ids, batches) is translation_data.py,
+shared with the transformer stage.
 
 One epoch: shuffle the training pairs, sort them by length within chunks of 50 batches (so a
 batch holds sentences of similar length and little padding), and take Adam steps on the mean
@@ -14,7 +15,7 @@ checkpoint. At the end: BLEU of beam search on the test pairs and a heatmap of t
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,9 +23,10 @@ from typing import Any, Literal
 import torch
 
 from attention.bleu import corpus_bleu
-from attention.decode import Hypothesis, beam_search, greedy_decode
+from attention.decode import Hypothesis, beam_search_batch, greedy_decode
 from attention.heatmap import plot_attention
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig
+from attention.translation_data import Example, Pair, batches, build_vocabs, encode_pairs, pad
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
@@ -32,9 +34,6 @@ from shared.device import autocast, describe_precision, pick_device, resolve_pre
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
-
-Pair = tuple[str, str]  # (German, English)
-Example = tuple[list[int], list[int]]  # (source ids, target ids ending in <eos>)
 
 EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
@@ -66,59 +65,6 @@ class TrainConfig:
     seed: int = option(0, "random seed for data order, dropout and weights")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
     model: Seq2SeqConfig = option(Seq2SeqConfig, "the network")
-
-
-# ----------------------------------------------------------------------------------------------
-# Data
-
-
-def build_vocabs(pairs: Sequence[Pair], min_freq: int) -> tuple[Vocab, Vocab]:
-    src = Vocab.build((tokenize(de) for de, _ in pairs), min_freq)
-    tgt = Vocab.build((tokenize(en) for _, en in pairs), min_freq)
-    return src, tgt
-
-
-def encode_pairs(
-    pairs: Sequence[Pair], src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None
-) -> list[Example]:
-    """Tokenize and look up both sides; with max_len, drop pairs longer than that (and empty)."""
-    out = []
-    for de, en in pairs:
-        s, t = tokenize(de), tokenize(en)
-        if max_len is not None and not (0 < len(s) <= max_len and 0 < len(t) <= max_len):
-            continue
-        out.append((src_vocab.encode(s, eos=False), tgt_vocab.encode(t)))
-    return out
-
-
-def pad(seqs: Sequence[list[int]], device: torch.device | None = None) -> torch.Tensor:
-    """Right-pad id lists with PAD: (B, longest)."""
-    longest = max(len(s) for s in seqs)
-    return torch.tensor([s + [PAD] * (longest - len(s)) for s in seqs], device=device)
-
-
-def batches(
-    examples: Sequence[Example],
-    batch_size: int,
-    rng: random.Random | None = None,
-    device: torch.device | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(src (B, S), tgt (B, T)) batches of similar-length pairs; shuffled if rng is given."""
-    order = list(range(len(examples)))
-    if rng is not None:
-        rng.shuffle(order)
-    chunk = batch_size * 50
-    groups = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: len(examples[i][0]))
-        groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    if rng is not None:
-        rng.shuffle(groups)
-    for group in groups:
-        yield (
-            pad([examples[i][0] for i in group], device),
-            pad([examples[i][1] for i in group], device),
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +109,7 @@ def translate_sentences(
     batch_size: int = 100,
     ctx: Any = None,
 ) -> list[Translation]:
-    """Translate German sentences: batched greedy decoding for beam 1, else beam search."""
+    """Translate German sentences in batches: greedy decoding for beam 1, else beam search."""
     import contextlib
 
     ctx = ctx if ctx is not None else contextlib.nullcontext()
@@ -173,18 +119,16 @@ def translate_sentences(
     ids = [src_vocab.encode(t, eos=False) for t in tokens]
     hyps: list[Hypothesis | None] = [None] * len(ids)
     with ctx:
-        if beam_size == 1:
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            for start in range(0, len(order), batch_size):
-                group = order[start : start + batch_size]
-                for i, hyp in zip(
-                    group, greedy_decode(model, pad([ids[i] for i in group], device)), strict=True
-                ):
-                    hyps[i] = hyp
-        else:
-            for i, seq in enumerate(ids):
-                src = torch.tensor(seq, device=device)
-                hyps[i] = beam_search(model, src, beam_size=beam_size, alpha=alpha)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+        for start in range(0, len(order), batch_size):
+            group = order[start : start + batch_size]
+            if beam_size == 1:
+                decoded = greedy_decode(model, pad([ids[i] for i in group], device))
+            else:  # the beams of all sentences of the group are rows of one batch
+                sources = [ids[i] for i in group]
+                decoded = beam_search_batch(model, sources, beam_size, alpha, device=device)
+            for i, hyp in zip(group, decoded, strict=True):
+                hyps[i] = hyp
     model.train(was_training)
     out = []
     for toks, hyp in zip(tokens, hyps, strict=True):

@@ -32,11 +32,17 @@ LengthsLike = Tensor | Sequence[int] | None
 
 
 class RNNBase(nn.Module):
-    """The machinery shared by RNN, LSTM and GRU; `mode` says which cell runs."""
+    """The machinery shared by RNN, LSTM and GRU, and their one constructor.
+
+    The arguments are torch's (`torch.nn.RNNBase` less `mode`), in torch's order; a subclass
+    names its cell in the class attribute `mode` (RNN picks it from `nonlinearity`). `impl` is
+    ours: how the time loop runs (see the module docstring).
+    """
+
+    mode: str = ""  # which cell runs: a key of GATES
 
     def __init__(
         self,
-        mode: str,
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -44,14 +50,21 @@ class RNNBase(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
         impl: str = "auto",
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        mode = self.mode
         if mode not in GATES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(GATES)}")
+        if proj_size and mode == "LSTM":
+            raise ValueError(f"LSTM: proj_size={proj_size} is not supported here; use 0")
+        if proj_size:
+            raise ValueError(f"{name}: proj_size exists for the LSTM only (and is not supported)")
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(
                 f"{name}: input_size, hidden_size and num_layers must be positive, got "
@@ -63,9 +76,10 @@ class RNNBase(nn.Module):
             warnings.warn(
                 f"{name}: dropout={dropout} does nothing with num_layers=1: it is applied "
                 "between layers, not after the last one",
-                stacklevel=3,
+                # point at the caller's line, past RNN.__init__ where there is one
+                stacklevel=2 if type(self).__init__ is RNNBase.__init__ else 3,
             )
-        self.mode = mode
+        self.proj_size = 0
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first = bias, batch_first
         self.dropout, self.bidirectional = float(dropout), bidirectional
@@ -328,105 +342,28 @@ class RNNBase(nn.Module):
 class RNN(RNNBase):
     """torch.nn.RNN from tensor operations: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
 
-    nonlinearity="relu" replaces tanh with relu.
+    nonlinearity="relu" replaces tanh with relu. The arguments are RNNBase's, with
+    `nonlinearity` fourth, as in torch: RNN(input_size, hidden_size, num_layers, nonlinearity,
+    bias, ...).
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        impl: str = "auto",
-    ) -> None:
+    def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+        if len(args) > 3:  # torch's positional order puts nonlinearity after num_layers
+            args, nonlinearity = args[:3] + args[4:], args[3]
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(
-            "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            impl,
-        )
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(*args, **kwargs)
 
 
 class LSTM(RNNBase):
     """torch.nn.LSTM from tensor operations; forward returns (output, (h_n, c_n))."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        impl: str = "auto",
-    ) -> None:
-        if proj_size:
-            raise ValueError(f"LSTM: proj_size={proj_size} is not supported here; use 0")
-        self.proj_size = 0
-        super().__init__(
-            "LSTM",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            impl,
-        )
+    mode = "LSTM"
 
 
 class GRU(RNNBase):
     """torch.nn.GRU from tensor operations; forward returns (output, h_n)."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        impl: str = "auto",
-    ) -> None:
-        super().__init__(
-            "GRU",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            impl,
-        )
+    mode = "GRU"

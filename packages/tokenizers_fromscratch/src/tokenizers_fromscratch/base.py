@@ -33,6 +33,9 @@ from shared.errors import UsageError
 FILENAME = "tokenizer.json"
 FORMAT_VERSION = 1
 
+# kind -> class, filled by Tokenizer.__init_subclass__ as each subclass is defined
+_REGISTRY: dict[str, type[Tokenizer]] = {}
+
 
 class TokenizerError(UsageError):
     """An expected tokenizer failure: unknown token or id, unreadable or mismatched files."""
@@ -49,6 +52,23 @@ class Tokenizer:
     # Whether special tokens written in the input text are recognised (BPE, WordPiece: yes, like
     # the `tokenizers` library; SentencePiece models: no, like the `sentencepiece` library).
     match_special_in_text: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record a subclass that names its own `kind`, so `load_tokenizer` can build it.
+
+        A subclass that inherits its parent's kind (say, a tweaked BPE) is not recorded: its
+        files load as the parent, as they say.
+        """
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("kind"):
+            return
+        known = _REGISTRY.get(cls.kind)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise TypeError(
+                f"tokenizer kind {cls.kind!r} is taken by {known.__module__}.{known.__qualname__};"
+                f" {cls.__module__}.{cls.__qualname__} needs another kind"
+            )
+        _REGISTRY[cls.kind] = cls
 
     def _init_vocab(
         self,
@@ -205,11 +225,11 @@ def read_tokenizer_json(directory: str | Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as error:
         raise TokenizerError(f"{path} is not valid JSON ({error}); was it cut short?") from None
-    kinds = kind_registry()
-    if not isinstance(data, dict) or data.get("kind") not in kinds:
+    kinds = ", ".join(sorted(_REGISTRY))
+    if not isinstance(data, dict) or data.get("kind") not in _REGISTRY:
         raise TokenizerError(
             f"{path} does not say which tokenizer it holds: expected 'kind' to be one of "
-            f"{', '.join(kinds)}, got {data.get('kind') if isinstance(data, dict) else data!r}"
+            f"{kinds}, got {data.get('kind') if isinstance(data, dict) else data!r}"
         )
     if data.get("format_version") != FORMAT_VERSION:
         raise TokenizerError(
@@ -220,21 +240,13 @@ def read_tokenizer_json(directory: str | Path) -> dict[str, Any]:
 
 
 def kind_registry() -> dict[str, type[Tokenizer]]:
-    """kind -> class, for every tokenizer that can be saved and loaded."""
-    from tokenizers_fromscratch.bpe import ByteLevelBPETokenizer
-    from tokenizers_fromscratch.char import CharTokenizer
-    from tokenizers_fromscratch.spm import SentencePieceTokenizer
-    from tokenizers_fromscratch.unigram import UnigramTokenizer
-    from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
+    """kind -> class, for every tokenizer that can be saved and loaded.
 
-    classes: list[type[Tokenizer]] = [
-        CharTokenizer,
-        ByteLevelBPETokenizer,
-        WordPieceTokenizer,
-        UnigramTokenizer,
-        SentencePieceTokenizer,
-    ]
-    return {c.kind: c for c in classes}
+    Each subclass with a `kind` records itself here when its class statement runs
+    (`Tokenizer.__init_subclass__`), so this module never imports its subclasses; importing the
+    package (`tokenizers_fromscratch/__init__.py`) defines them all.
+    """
+    return dict(_REGISTRY)
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:

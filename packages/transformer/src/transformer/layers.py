@@ -250,6 +250,42 @@ class TransformerDecoderLayer(nn.Module):
         x = residual(x, self.ff, self.norm3, self.dropout3, self.norm_first)  # (B, T, d_model)
         return _from_batch_first(x, tgt, self.batch_first)
 
+    def forward_step(
+        self,
+        x: Tensor,
+        past: tuple[Tensor, Tensor] | None,
+        memory_kv: tuple[Tensor, Tensor],
+        self_mask: Tensor,
+        memory_mask: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The newest target position only, with a KV cache: what `forward` computes for it.
+
+        x (B, 1, d_model), batch first; `past` the self-attention's projected keys and values of
+        the earlier positions, two (B, h_kv, t, d) or None at the first; `memory_kv` the cross-
+        attention's projected memory, two (B, h_kv, S, d), computed once per sentence. Masks in
+        SDPA's convention (True = attend): self_mask (B, 1, 1, t + 1), memory_mask (B, 1, 1, S).
+        No causal mask is needed: the one query may see every cached key. Returns the output
+        (B, 1, d_model) and the keys and values with this position's appended, (B, h_kv, t+1, d).
+        """
+        cached: list[tuple[Tensor, Tensor]] = []
+
+        def self_attention(h: Tensor) -> Tensor:
+            q = self.self_attn.project_query(h)  # (B, h, 1, d)
+            k, v = self.self_attn.project_key_value(h, h)  # (B, h_kv, 1, d) each
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, h_kv, t+1, d)
+            cached.append((k, v))
+            return self.self_attn.attend(q, k, v, attn_mask=self_mask)[0]  # (B, 1, d_model)
+
+        def cross_attention(h: Tensor) -> Tensor:
+            q = self.cross_attn.project_query(h)  # (B, h, 1, d)
+            return self.cross_attn.attend(q, *memory_kv, attn_mask=memory_mask)[0]  # (B, 1, d)
+
+        x = residual(x, self_attention, self.norm1, self.dropout1, self.norm_first)
+        x = residual(x, cross_attention, self.norm2, self.dropout2, self.norm_first)
+        x = residual(x, self.ff, self.norm3, self.dropout3, self.norm_first)  # (B, 1, d_model)
+        return x, cached[0]
+
     @classmethod
     def from_torch(cls, module: nn.TransformerDecoderLayer) -> "TransformerDecoderLayer":
         ref = module.linear1.weight

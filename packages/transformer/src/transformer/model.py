@@ -45,6 +45,19 @@ def _clones(layer: nn.Module, n: int) -> nn.ModuleList:
     return nn.ModuleList(copy.deepcopy(layer) for _ in range(n))
 
 
+def _stack_from_torch(cls, module: nn.Module, layer_cls):
+    """Our `cls` (an encoder or decoder stack) with a torch stack's layers, norm and mode.
+
+    Each layer is copied by `layer_cls.from_torch` (its own weights, not N copies of the first),
+    the final norm, if any, by LayerNorm.from_torch.
+    """
+    layers = [layer_cls.from_torch(m) for m in module.layers]
+    norm = LayerNorm.from_torch(module.norm) if module.norm is not None else None
+    ours = cls(layers[0], len(layers), norm)
+    ours.layers = nn.ModuleList(layers)
+    return ours.train(module.training)
+
+
 class TransformerEncoder(nn.Module):
     """N copies of an encoder layer, then an optional norm (torch's `nn.TransformerEncoder`)."""
 
@@ -77,11 +90,8 @@ class TransformerEncoder(nn.Module):
 
     @classmethod
     def from_torch(cls, module: nn.TransformerEncoder) -> "TransformerEncoder":
-        layers = [TransformerEncoderLayer.from_torch(m) for m in module.layers]
-        norm = LayerNorm.from_torch(module.norm) if module.norm is not None else None
-        ours = cls(layers[0], len(layers), norm)
-        ours.layers = nn.ModuleList(layers)
-        return ours.train(module.training)
+        """Ours with the torch stack's weights, settings and train/eval mode."""
+        return _stack_from_torch(cls, module, TransformerEncoderLayer)
 
 
 class TransformerDecoder(nn.Module):
@@ -119,11 +129,8 @@ class TransformerDecoder(nn.Module):
 
     @classmethod
     def from_torch(cls, module: nn.TransformerDecoder) -> "TransformerDecoder":
-        layers = [TransformerDecoderLayer.from_torch(m) for m in module.layers]
-        norm = LayerNorm.from_torch(module.norm) if module.norm is not None else None
-        ours = cls(layers[0], len(layers), norm)
-        ours.layers = nn.ModuleList(layers)
-        return ours.train(module.training)
+        """Ours with the torch stack's weights, settings and train/eval mode."""
+        return _stack_from_torch(cls, module, TransformerDecoderLayer)
 
 
 class Transformer(nn.Module):

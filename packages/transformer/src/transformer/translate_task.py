@@ -4,9 +4,10 @@
     uv run --package transformer eval --run RUN                  # test BLEU again
     uv run --package transformer translate --run RUN "Zwei Hunde spielen im Schnee."
 
-Words come from the attention stage's tokenizer and vocabulary (attention.vocab: case kept,
-words seen fewer than `min_freq` times become <unk>), so the two stages' translators read the
-same data the same way and their BLEU scores compare. The loss is cross-entropy per target word
+The data half (reading pairs, vocabularies, ids, padding, teacher-forcing batches) is the
+attention stage's `attention.translation_data` (case kept, words seen fewer than `min_freq`
+times become <unk>), so the two stages' translators read the same data the same way and their
+BLEU scores compare. The loss is cross-entropy per target word
 with label smoothing (the paper's 0.1: the model is trained to put 90% on the right word and
 spread 10% over the rest, which hurts perplexity but helps BLEU). After every epoch: validation
 loss (which picks the best epoch, whose weights are kept) and greedy BLEU on the first
@@ -26,21 +27,29 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention.bleu import bleu_signature, corpus_bleu
-from attention.vocab import BOS, PAD, Vocab, detokenize, tokenize
+from attention.translation_data import (
+    Pair,
+    build_vocabs,
+    collate_pairs,
+    encode_pairs,
+    load_multi30k,
+    pad,
+    read_pairs,
+)
+from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.atomic import write_text_atomic
 from shared.checkpoint import load_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
 from shared.errors import ConfigError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
-from transformer.decoding import beam_search, greedy_decode
+from transformer.decoding import beam_search_batch, greedy_decode
 from transformer.loop import LoopConfig, fit
 from transformer.positions import plot_sinusoidal
 from transformer.report import plot_curves
 from transformer.sst2 import length_grouped_batches
 from transformer.translator import TransformerTranslator, TranslatorConfig
 
-Pair = tuple[str, str]  # (German, English)
 SPLITS = ("train", "val", "test")
 
 
@@ -74,22 +83,6 @@ class TranslationConfig(LoopConfig):
 # Data
 
 
-def read_pairs(path: Path) -> list[Pair]:
-    """`German<TAB>English` lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist; give a German<TAB>English file")
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        de, tab, en = line.partition("\t")
-        if not tab:
-            raise UsageError(f"{path}:{number} is not `German<TAB>English`: {line[:60]!r}")
-        pairs.append((de, en))
-    return pairs
-
-
 def load_pairs(cfg: TranslationConfig) -> dict[str, list[Pair]]:
     """{"train", "val", "test"} pairs from the files given, else Multi30k (test_2016_flickr)."""
     files = (cfg.train_file, cfg.val_file, cfg.test_file)
@@ -98,53 +91,14 @@ def load_pairs(cfg: TranslationConfig) -> dict[str, list[Pair]]:
     if cfg.train_file is not None:
         data = {name: read_pairs(f) for name, f in zip(SPLITS, files, strict=True)}
     else:
-        from shared import datasets
-
-        raw = datasets.load("multi30k")
+        raw = load_multi30k()
         data = {
-            name: list(zip(raw[split]["de"], raw[split]["en"], strict=True))
+            name: raw[split]
             for name, split in zip(SPLITS, ("train", "val", "test_2016_flickr"), strict=True)
         }
     if cfg.max_train:
         data["train"] = data["train"][: cfg.max_train]
     return data
-
-
-def build_vocabs(pairs: Sequence[Pair], min_freq: int, joint: bool) -> tuple[Vocab, Vocab]:
-    """Source and target vocabularies; one joint vocabulary (twice) for shared embeddings."""
-    if joint:
-        both = Vocab.build(
-            [tokenize(s) for pair in pairs for s in pair], min_freq
-        )  # German and English words together
-        return both, both
-    src = Vocab.build((tokenize(de) for de, _ in pairs), min_freq)
-    tgt = Vocab.build((tokenize(en) for _, en in pairs), min_freq)
-    return src, tgt
-
-
-def encode_pairs(
-    pairs: Sequence[Pair], src_vocab: Vocab, tgt_vocab: Vocab, max_len: int | None = None
-) -> list[tuple[list[int], list[int]]]:
-    """(source ids, target ids + <eos>); with max_len, pairs longer than that (or empty) go."""
-    out = []
-    for de, en in pairs:
-        s, t = tokenize(de), tokenize(en)
-        if max_len is not None and not (0 < len(s) <= max_len and 0 < len(t) <= max_len):
-            continue
-        out.append((src_vocab.encode(s, eos=False) or [PAD], tgt_vocab.encode(t)))
-    return out
-
-
-def pad(seqs: Sequence[list[int]]) -> Tensor:
-    longest = max(len(s) for s in seqs)
-    return torch.tensor([s + [PAD] * (longest - len(s)) for s in seqs])  # (B, longest)
-
-
-def collate_pairs(examples: Sequence[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
-    """src (B, S); tgt_in (B, T) = <bos> y1 .. y_{T-1}; tgt_out (B, T) = y1 .. <eos>."""
-    src = pad([s for s, _ in examples])  # (B, S)
-    tgt = pad([[BOS, *t] for _, t in examples])  # (B, T + 1)
-    return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,21 +115,22 @@ def translate_batch(
     batch_size: int = 128,
     device: Any = "cpu",
 ) -> list[str]:
-    """German sentences -> detokenized English; greedy in batches, or beam search one by one."""
+    """German sentences -> detokenized English, in batches: greedy, or beam search (KV cache)."""
     was_training = model.training
     model.eval()
     ids = [src_vocab.encode(tokenize(s), eos=False) or [PAD] for s in sentences]
     outputs: list[list[int]] = [[] for _ in ids]
-    if beam_size == 1:
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        if beam_size == 1:
             decoded = greedy_decode(model, pad([ids[i] for i in chunk]).to(device))
-            for i, out in zip(chunk, decoded, strict=True):
-                outputs[i] = out
-    else:
-        for i, src in enumerate(ids):
-            outputs[i], _ = beam_search(model, torch.tensor(src, device=device), beam_size, alpha)
+        else:  # the beams of all sentences of the chunk are rows of one batch
+            sources = [ids[i] for i in chunk]
+            found = beam_search_batch(model, sources, beam_size, alpha, device=device)
+            decoded = [out for out, _ in found]
+        for i, out in zip(chunk, decoded, strict=True):
+            outputs[i] = out
     model.train(was_training)
     return [detokenize(tgt_vocab.decode(out)) for out in outputs]
 
@@ -337,10 +292,7 @@ def evaluate_translation_run(
     elif cfg.test_file is not None:
         pairs, source = read_pairs(cfg.test_file), str(cfg.test_file)
     else:
-        from shared import datasets
-
-        raw = datasets.load("multi30k")["test_2016_flickr"]
-        pairs, source = list(zip(raw["de"], raw["en"], strict=True)), "Multi30k test_2016_flickr"
+        pairs, source = load_multi30k()["test_2016_flickr"], "Multi30k test_2016_flickr"
     beam = beam_size or cfg.beam_size
     bleu, _, seconds = test_bleu(model, pairs, src, tgt, beam, cfg.alpha, device, batch_size)
     print(f"run: {run.folder}")
