@@ -20,22 +20,22 @@ The time limit can cover work that comes after the loop (a final evaluation, say
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-import torch
-from torch import Tensor, nn
 
 from shared.device import autocast
 from shared.runs import Run
 from shared.training import RunOptions, StopSignals, prune_checkpoints
 
+# shared imports torch inside functions only (micrograd's stage has none), so the torch types
+# below are written `Any`, with what they are in a comment: Module, Tensor, Generator, device.
+
 
 class Task(Protocol):
     """What `fit` needs from a problem."""
 
-    def train_batch(self, generator: torch.Generator) -> Any:
+    def train_batch(self, generator: Any) -> Any:  # generator: a torch.Generator
         """The next training batch, drawn with `generator` (whose state checkpoints keep)."""
         ...
 
@@ -43,11 +43,11 @@ class Task(Protocol):
         """How many items (tokens, sentences) the batch holds: the throughput's unit."""
         ...
 
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+    def loss(self, model: Any, batch: Any) -> Any:  # a Module -> a scalar Tensor
         """The batch's mean loss, a scalar tensor with a graph."""
         ...
 
-    def evaluate(self, model: nn.Module, precision_ctx: Callable) -> dict[str, float]:
+    def evaluate(self, model: Any, precision_ctx: Callable) -> dict[str, float]:
         """The scheduled evaluation: a few named numbers, e.g. train and val loss."""
         ...
 
@@ -58,12 +58,14 @@ class FitState:
 
     step: int = 0
     elapsed: float = 0.0  # seconds of training so far (a resumed run continues the budget)
-    generator: torch.Generator = field(default_factory=torch.Generator)  # draws the batches
+    generator: Any = None  # a torch.Generator that draws the batches (fit makes one if None)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: Any) -> Any:
     """`batch` with every tensor in it (in tuples, lists and dicts too) moved to `device`."""
-    if isinstance(batch, Tensor):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
         return batch.to(device)
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(x, device) for x in batch)
@@ -85,17 +87,17 @@ class FitSettings:
 
 def fit(
     task: Task,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    model: Any,  # torch.nn.Module
+    optimizer: Any,  # a torch.optim.Optimizer, or anything with param_groups, zero_grad, step
     opts: RunOptions,
     settings: FitSettings,
     run: Run,
     state: FitState,
-    device: torch.device,
+    device: Any,  # torch.device
     precision: str,
     save: Callable[[FitState], Path] | None = None,
     stop: StopSignals | None = None,
-    forward_model: nn.Module | None = None,
+    forward_model: Any = None,  # torch.nn.Module
 ) -> FitState:
     """Train `model` on `task` until a budget ends or a signal asks to stop; returns the state.
 
@@ -103,8 +105,12 @@ def fit(
     "lr" to that times the schedule. `forward_model` computes the loss when it is not `model`
     itself (a torch.compile'd wrapper). `save(state)` writes a checkpoint and returns its folder.
     """
+    import torch
+
     if forward_model is None:  # (not `or`: a compiled module refuses to be truth-tested)
         forward_model = model
+    if state.generator is None:
+        state.generator = torch.Generator()
 
     def precision_ctx():
         return autocast(device, precision)
