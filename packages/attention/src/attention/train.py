@@ -43,7 +43,7 @@ class TrainConfig:
     epochs: int = option(6, "passes over the training pairs", ge=1)
     batch_size: int = option(64, "sentence pairs per step", ge=1)
     lr: float = option(3e-3, "peak Adam learning rate (cosine decay to lr/20 over the run)", gt=0)
-    clip: float = option(1.0, "clip the gradient norm to this", gt=0)
+    grad_clip: float = option(1.0, "clip the gradient's global norm to this", gt=0)
     label_smoothing: float = option(
         0.1, "spread this much target probability over all words", ge=0, lt=1
     )
@@ -55,7 +55,7 @@ class TrainConfig:
         300, "validation sentences translated for BLEU each epoch", ge=0
     )
     time_limit: float = option(
-        0.0, "stop training after this many minutes (0: none); the lr decays on time too", ge=0
+        0.0, "stop training after this many seconds (0: none); the lr decays on time too", ge=0
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16"] = option(
@@ -235,7 +235,7 @@ def train_translator(
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)  # at most; batches may be fewer
     total_steps = cfg.epochs * steps_per_epoch
     rng = random.Random(cfg.seed)
-    time_budget = 60 * cfg.time_limit if cfg.time_limit else math.inf  # seconds of training
+    time_budget = cfg.time_limit if cfg.time_limit else math.inf  # seconds of training
     train_seconds = 0.0
     epoch_start = time.perf_counter()
 
@@ -259,7 +259,7 @@ def train_translator(
                     loss = model.loss(src, tgt, cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 step += 1
                 words = int((tgt != PAD).sum())
@@ -308,7 +308,7 @@ def train_translator(
                 },
             )
             if stopped_early:
-                bar.write(f"stopping: --time-limit={cfg.time_limit} minutes reached")
+                bar.write(f"stopping: --time_limit={cfg.time_limit:g} seconds reached")
                 break
     results.update(train_seconds=train_seconds, steps=step, stopped_early=stopped_early)
     run.plot_metrics("loss.png", ["loss", "val_loss"], title="cross-entropy per target word")

@@ -21,7 +21,7 @@
   help (on the CPU, torch's autocast supports only bf16); float16 on CUDA can underflow small
   gradients to zero, so the GradScaler multiplies the loss by a large factor before backward
   and divides the gradients by it before the step, skipping steps that overflowed.
-- Clipping rescales the whole gradient when its norm exceeds `clip`: one bad batch cannot
+- Clipping rescales the whole gradient when its norm exceeds `grad_clip`: one bad batch cannot
   throw the weights far. The norm before clipping is logged either way.
 
 A task is anything with the methods of `Task` below: the loop knows nothing about sentiment or
@@ -59,7 +59,7 @@ class LoopConfig:
     warmup: float = option(0.05, "warmup: a fraction of all steps if < 1, else a step count", ge=0)
     schedule: Decay = option("linear", "decay after warmup: linear, cosine or constant")
     min_lr_ratio: float = option(0.0, "the schedule ends at lr * this", ge=0, le=1)
-    clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)", ge=0)
+    grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)", ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto",
         "auto: bf16 autocast on a CPU with native bf16, else fp32; fp16 + grad scaler on CUDA",
@@ -70,7 +70,7 @@ class LoopConfig:
         "torch CPU threads (0: torch's default); 1 is fastest for small models on a busy CPU",
         ge=0,
     )
-    time_limit: float = option(0.0, "stop training after this many minutes (0: no limit)", ge=0)
+    time_limit: float = option(0.0, "stop training after this many seconds (0: no limit)", ge=0)
     seed: int = option(0, "seed for weights, data order and dropout")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
 
@@ -233,7 +233,7 @@ def fit(
     print(f"device {device}, precision {note}, {total_updates} optimizer steps", flush=True)
 
     start = time.perf_counter()
-    deadline = start + cfg.time_limit * 60 if cfg.time_limit else math.inf
+    deadline = start + cfg.time_limit if cfg.time_limit else math.inf
     best: dict[str, float] = {}
     best_epoch, step = 0, 0
     smooth, smooth_weight = 0.0, 0.0  # an exponential moving average of the loss, for the plot
@@ -245,7 +245,7 @@ def fit(
                 group = [task.to_device(b, device) for b in group]
                 lr = optimizer.param_groups[0]["lr"]
                 loss = accumulate_gradients(model, task, group, precision, device, scaler)
-                grad_norm = optimizer_step(model, optimizer, cfg.clip, scaler)
+                grad_norm = optimizer_step(model, optimizer, cfg.grad_clip, scaler)
                 scheduler.step()
                 step += 1
                 weight_norm = total_norm(model.parameters())
@@ -276,6 +276,6 @@ def fit(
                 f"epoch {epoch}/{cfg.epochs}  {line}{'  (best so far, saved)' if improved else ''}"
             )
             if time.perf_counter() > deadline:
-                bar.write(f"time limit of {cfg.time_limit} minutes reached after epoch {epoch}")
+                bar.write(f"time limit of {cfg.time_limit:g} s reached after epoch {epoch}")
                 break
     return FitResult(best, best_epoch, step, time.perf_counter() - start, history)
