@@ -30,7 +30,13 @@ from attention.translation_data import Example, Pair, batches, build_vocabs, enc
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
-from shared.device import autocast, describe_precision, pick_device, resolve_precision
+from shared.device import (
+    autocast,
+    describe_precision,
+    pick_device,
+    pick_threads,
+    resolve_precision,
+)
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
@@ -61,7 +67,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = option(
         "fp32", "auto: bf16 where the CPU or GPU has it natively (slower here: see the README)"
     )
-    threads: int = option(0, "torch CPU threads (0: torch's default; 1 on a busy machine)", ge=0)
+    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)", ge=0)
     seed: int = option(0, "random seed for data order, dropout and weights")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
     model: Seq2SeqConfig = option(Seq2SeqConfig, "the network")
@@ -213,8 +219,7 @@ def train_translator(
 ) -> dict[str, Any]:
     """Train on in-memory pairs, write vocabularies, checkpoint, plots and heatmap into `run`."""
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads_note = pick_threads(cfg.threads)
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     ctx = autocast(device, precision)
@@ -228,7 +233,7 @@ def train_translator(
     print(
         f"{len(train_ex):,} training pairs, vocabularies de {len(src_vocab):,} / en "
         f"{len(tgt_vocab):,} words, {n_params / 1e6:.2f}M parameters, {device}, "
-        f"{describe_precision(cfg.precision, device)}",
+        f"{describe_precision(cfg.precision, device)}, {threads_note}",
         flush=True,
     )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

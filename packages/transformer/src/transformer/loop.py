@@ -39,7 +39,13 @@ from torch import Tensor, nn
 
 from shared.checkpoint import save_checkpoint
 from shared.config import option
-from shared.device import autocast, describe_precision, pick_device, resolve_precision
+from shared.device import (
+    autocast,
+    describe_precision,
+    pick_device,
+    pick_threads,
+    resolve_precision,
+)
 from shared.runs import Run
 from transformer.schedule import Decay, make_scheduler
 
@@ -67,7 +73,8 @@ class LoopConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(
         1,
-        "torch CPU threads (0: torch's default); 1 is fastest for small models on a busy CPU",
+        "torch CPU threads (0: as many as there are idle cores); 1 is fastest for small models "
+        "on a busy CPU",
         ge=0,
     )
     time_limit: float = option(0.0, "stop training after this many seconds (0: no limit)", ge=0)
@@ -218,8 +225,7 @@ def fit(
     precision = resolve_precision(cfg.precision, device)
     if cfg.precision == "auto" and device.type == "cuda" and precision == "bf16":
         precision = "fp16"  # the classic CUDA recipe: fp16 autocast with a grad scaler
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads_note = pick_threads(cfg.threads)
     model.to(device)
     fused = device.type in ("cpu", "cuda")
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.beta2, fused=fused)
@@ -230,7 +236,10 @@ def fit(
     )
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     note = precision if precision == "fp16" else describe_precision(cfg.precision, device)
-    print(f"device {device}, precision {note}, {total_updates} optimizer steps", flush=True)
+    print(
+        f"device {device} ({threads_note}), precision {note}, {total_updates} optimizer steps",
+        flush=True,
+    )
 
     start = time.perf_counter()
     deadline = start + cfg.time_limit if cfg.time_limit else math.inf
