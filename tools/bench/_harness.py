@@ -140,17 +140,17 @@ def table(
     title: str = "contender",
 ) -> None:
     """One row per contender: the median time per call, any extra `columns` (header -> cell
-    from the contender's name and timing), and the time over the reference's."""
+    from the contender's name and timing), and the time over the reference's (its row: 1.00x)."""
     columns = columns or {}
     width = max(len(title), *(len(name) for name in timings))
-    scale, ref = UNITS[unit], timings[reference].median
+    ref = timings[reference].median
     head = f"{title:{width}s} {unit + '/call':>10s}"
     head += "".join(f" {h:>{max(10, len(h))}s}" for h in columns)
-    print(f"{head} {'x ' + reference:>{max(9, len(reference) + 2)}s}")
+    print(f"{head} {'time/ref':>9s}")
     for name, t in timings.items():
-        row = f"{name:{width}s} {t.median * scale:10.2f}"
+        row = f"{name:{width}s} {_seconds(t.median, unit):>10s}"
         row += "".join(f" {cell(name, t):>{max(10, len(h))}s}" for h, cell in columns.items())
-        print(f"{row} {t.median / ref:{max(8, len(reference) + 1)}.2f}x")
+        print(f"{row} {t.median / ref:8.2f}x")
 
 
 def pairs(
@@ -165,23 +165,27 @@ def pairs(
 ) -> dict[str, dict[str, Timing]]:
     """Time each case's (ours, reference) pair in interleaved rounds, one case after another,
     printing one row per case as it finishes: both medians and ours / reference."""
-    width = max(len(title), *(len(name) for name in cases))
     ours, ref = labels
-    print(
-        f"{title:{width}s} {f'{ours} {unit}':>10s} {f'{ref} {unit}':>10s} "
-        f"{f'{ours} / {ref}':>{max(8, len(ours) + len(ref) + 3)}s}"
-    )
+    heads = [f"{ours} {unit}", f"{ref} {unit}", f"{ours} / {ref}"]
+    widths = [max(10, len(h)) for h in heads]
+    width = max(len(title), *(len(name) for name in cases))
+    print(f"{title:{width}s}" + "".join(f" {h:>{w}s}" for h, w in zip(heads, widths, strict=True)))
     results = {}
     for name, (a, b) in cases.items():
         t = interleave({ours: a, ref: b}, rounds=rounds, calls=calls, warmup=warmup)
         mine, theirs = t[ours].median, t[ref].median
+        cells = [_seconds(mine, unit), _seconds(theirs, unit), f"{mine / theirs:.2f}"]
         print(
-            f"{name:{width}s} {mine * UNITS[unit]:10.2f} {theirs * UNITS[unit]:10.2f} "
-            f"{mine / theirs:{max(8, len(ours) + len(ref) + 3)}.2f}",
+            f"{name:{width}s}" + "".join(f" {c:>{w}s}" for c, w in zip(cells, widths, strict=True)),
             flush=True,
         )
         results[name] = t
     return results
+
+
+def _seconds(seconds: float, unit: str) -> str:
+    """A time in `unit`: two decimals for ms and us, three for whole seconds."""
+    return f"{seconds * UNITS[unit]:.{3 if unit == 's' else 2}f}"
 
 
 def threads_note(threads: int) -> str:
