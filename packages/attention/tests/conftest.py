@@ -1,5 +1,5 @@
-"""Every attention test runs tiny models: torch on one thread (`one_thread`, in the root
-conftest.py)."""
+"""Every attention test runs tiny models, so torch runs on one thread for each of them
+(`one_thread`, in the root conftest.py)."""
 
 import pytest
 

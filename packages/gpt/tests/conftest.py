@@ -1,4 +1,5 @@
-"""Every gpt test runs tiny models: torch on one thread (`one_thread`, in the root conftest.py)."""
+"""Every gpt test runs tiny models, so torch runs on one thread for each of them
+(`one_thread`, in the root conftest.py)."""
 
 import pytest
 
