@@ -11,13 +11,6 @@ torch = pytest.importorskip("torch")
 from shared import device  # noqa: E402
 
 
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux's /proc/stat")
 def test_busy_cpus_sees_a_spinning_process():
     cpu = min(os.sched_getaffinity(0))

@@ -10,39 +10,21 @@ ratio ours / torch, so drift in machine load hits both sides alike.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    parser.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
-    parser.add_argument("--dim", type=int, default=256, help="embedding size (default 256)")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per contender")
-    parser.add_argument("--calls", type=int, default=10, help="calls per round")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    return parser.parse_args()
-
-
-def time_calls(fn: Callable[[], None], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
+    parser = _harness.parser(__doc__, rounds=15, threads=1, calls=10)
+    parser.add_argument("--batch", type=int, default=8, help="batch size")
+    parser.add_argument("--seq", type=int, default=128, help="sequence length")
+    parser.add_argument("--dim", type=int, default=256, help="embedding size")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads")
+    args = _harness.parse(parser)
     import torch
     import torch.nn.functional as F
 
     from attention import MultiHeadAttention, naive_scaled_dot_product_attention
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     B, T, E, H = args.batch, args.seq, args.dim, args.heads
     q, k, v = (torch.randn(B, H, T, E // H, requires_grad=True) for _ in range(3))
@@ -71,17 +53,7 @@ def main() -> None:
         ),
     }
     print(f"B={B} T={T} E={E} heads={H}, float32, forward+backward, {args.threads} thread(s)")
-    print(f"{'case':44s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>7s}")
-    for name, (ours, ref) in pairs.items():
-        for fn in (ours, ref):  # warm up
-            time_calls(fn, 2)
-        times: dict[str, list[float]] = {"ours": [], "torch": []}
-        for r in range(args.rounds):
-            order = [("ours", ours), ("torch", ref)]
-            for label, fn in order if r % 2 == 0 else order[::-1]:
-                times[label].append(time_calls(fn, args.calls))
-        a, b = statistics.median(times["ours"]), statistics.median(times["torch"])
-        print(f"{name:44s} {a * 1e3:9.2f} {b * 1e3:9.2f} {a / b:7.2f}")
+    _harness.pairs(pairs, rounds=args.rounds, calls=args.calls, warmup=2)
 
 
 if __name__ == "__main__":

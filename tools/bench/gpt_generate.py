@@ -16,34 +16,24 @@ Rounds are interleaved and each contender reports its median round.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variant", choices=["gpt2", "modern"], default="gpt2")
-    p.add_argument("--n-layer", type=int, default=6)
-    p.add_argument("--n-embd", type=int, default=384)
-    p.add_argument("--n-head", type=int, default=6)
-    p.add_argument("--vocab", type=int, default=512)
-    p.add_argument("--prompt", type=int, default=16, help="prompt tokens")
-    p.add_argument("--new", type=int, default=256, help="new tokens")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--no-hf", action="store_true", help="skip transformers")
-    return p.parse_args()
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
+    parser = _harness.parser(__doc__, rounds=3, threads=0)
+    parser.add_argument("--variant", choices=["gpt2", "modern"], default="gpt2")
+    parser.add_argument("--n-layer", type=int, default=6)
+    parser.add_argument("--n-embd", type=int, default=384)
+    parser.add_argument("--n-head", type=int, default=6)
+    parser.add_argument("--vocab", type=int, default=512)
+    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
+    parser.add_argument("--new", type=int, default=256, help="new tokens")
+    parser.add_argument("--no-hf", action="store_true", help="skip transformers")
+    args = _harness.parse(parser)
     import torch
 
     from gpt import GPT, GPTConfig, generate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     make = GPTConfig.gpt2 if args.variant == "gpt2" else GPTConfig.modern
     cfg = make(
         vocab_size=args.vocab,
@@ -86,23 +76,19 @@ def main() -> None:
     for name, out in outputs.items():
         print(f"{name:24s} same tokens as ours with cache: {out == reference}")
 
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.rounds):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    timings = _harness.interleave(contenders, rounds=args.rounds, warmup=0)  # warmed up above
 
     print(
         f"{args.variant} {cfg.n_layer}x{cfg.n_embd}, {model.num_parameters():,} parameters, "
         f"{args.prompt}-token prompt + {args.new} new tokens, batch 1, greedy, "
         f"{torch.get_num_threads()} threads; median of {args.rounds} rounds"
     )
-    ours = statistics.median(times["ours, KV cache"])
-    print(f"{'contender':24s} {'seconds':>8s} {'tokens/s':>9s} {'vs ours+cache':>14s}")
-    for name, ts in times.items():
-        t = statistics.median(ts)
-        print(f"{name:24s} {t:8.2f} {args.new / t:9.0f} {t / ours:13.2f}x")
+    _harness.table(
+        timings,
+        "ours, KV cache",
+        unit="s",
+        columns={"tokens/s": lambda name, t: f"{args.new / t.median:,.0f}"},
+    )
 
 
 if __name__ == "__main__":

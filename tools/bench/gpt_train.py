@@ -8,8 +8,8 @@ The peak is measured here, not taken from a datasheet: the best FLOP/s of square
     MFU = tokens/s * model FLOPs per token / peak FLOP/s
 
 The reference twin is transformers' GPT2LMHeadModel built from our GPT-2 model's weights
-(`gpt.hf.to_hf`), trained the same way; the last column is each contender's speed over its.
-Contenders run in rounds, interleaved (A, B, C, A, B, C, ...), and each reports its median
+(`gpt.hf.to_hf`), trained the same way; the last column is each contender's time over its.
+Contenders run in rounds, interleaved (A, B, C, then C, B, A, ...), and each reports its median
 round, so drift in machine load hits all of them alike.
 
     uv run python tools/bench/gpt_train.py                   # the default `gpt train` model, CPU
@@ -20,20 +20,9 @@ round, so drift in machine load hits all of them alike.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
 
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gpu", action="store_true", help="GPT-2 124M (12x768, T=1024) on CUDA")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds per contender")
-    p.add_argument("--steps", type=int, default=5, help="optimizer steps per round")
-    p.add_argument("--batch", type=int, default=0, help="sequences per step (0: 64 CPU, 16 GPU)")
-    p.add_argument("--compile", action="store_true", help="add torch.compile'd contenders")
-    return p.parse_args()
+import _harness
 
 
 def matmul_peak(torch, dtype, device) -> float:
@@ -74,14 +63,16 @@ class ReferenceLogits:
 
 
 def main() -> None:
-    args = parse_args()
+    parser = _harness.parser(__doc__, rounds=5, threads=0, calls=5)
+    parser.add_argument("--gpu", action="store_true", help="GPT-2 124M (12x768, T=1024) on CUDA")
+    parser.add_argument("--batch", type=int, default=0, help="sequences/step (0: 64 CPU, 16 GPU)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile'd contenders")
+    args = _harness.parse(parser)
     import torch
 
     from gpt import GPT, GPTConfig, lm_loss
     from gpt.hf import to_hf
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.gpu else "cpu")
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device visible")
@@ -116,11 +107,11 @@ def main() -> None:
         f"{device}, {torch.get_num_threads()} threads; measured matmul peak: "
         f"fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s"
     )
-    runs = {}
+    steps, flops, precisions = {}, {}, {}
     for name, (cfg, precision) in contenders.items():
         torch.manual_seed(0)
         model = GPT(cfg).to(device)
-        flops = (
+        flops[name] = (
             6 * model.num_parameters(non_embedding=True)
             + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
         )
@@ -142,43 +133,36 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-        for _ in range(3 if name.endswith("compiled") else 1):  # warm up (and compile)
-            step()
-        runs[name] = {"step": step, "times": [], "cpu": [], "flops": flops, "precision": precision}
+        steps[name], precisions[name] = step, precision
 
-    for _ in range(args.rounds):
-        for run in runs.values():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start, cpu_start = time.perf_counter(), time.process_time()
-            for _ in range(args.steps):
-                run["step"]()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            run["times"].append((time.perf_counter() - start) / args.steps)
-            run["cpu"].append((time.process_time() - cpu_start) / args.steps)
-
+    # warm-up: one step each, three where torch.compile has to compile first
+    timings = _harness.interleave(
+        steps,
+        rounds=args.rounds,
+        calls=args.calls,
+        warmup=3 if args.compile else 1,
+        sync=torch.cuda.synchronize if device.type == "cuda" else None,
+    )
     tokens = batch * next(iter(contenders.values()))[0].block_size
     print(
         f"{batch} x {tokens // batch} tokens per step; "
-        f"median of {args.rounds} rounds of {args.steps} steps"
+        f"median of {args.rounds} rounds of {args.calls} steps"
     )
+
     # tokens per CPU-second: on a busy machine, with one thread, close to what an idle one
     # would give in wall time (the process is charged only for the time it ran)
-    print(
-        f"{'contender':28s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s} {'tok/CPU-s':>10s}"
-        f" {'vs ref':>7s}"
+    def mfu(name: str, t: _harness.Timing) -> str:
+        return f"{tokens / t.median * flops[name] / peaks[precisions[name]]:.1%}"
+
+    _harness.table(
+        timings,
+        REFERENCE,
+        columns={
+            "tokens/s": lambda name, t: f"{tokens / t.median:,.0f}",
+            "MFU": mfu,
+            "tok/CPU-s": lambda name, t: f"{tokens / t.cpu_median:,.0f}",
+        },
     )
-    reference_time = statistics.median(runs[REFERENCE]["times"])
-    for name, run in runs.items():
-        t = statistics.median(run["times"])
-        rate = tokens / t
-        mfu = rate * run["flops"] / peaks[run["precision"]]
-        cpu_rate = tokens / statistics.median(run["cpu"])
-        print(
-            f"{name:28s} {t * 1e3:9.1f} {rate:10,.0f} {mfu:7.1%} {cpu_rate:10,.0f}"
-            f" {reference_time / t:6.2f}x"
-        )
 
 
 if __name__ == "__main__":

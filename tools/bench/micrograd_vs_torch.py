@@ -13,36 +13,22 @@ then ours, ...), and the medians over rounds are reported, so drift in machine l
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", type=int, default=128, help="hidden width (default 128)")
-    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per framework")
-    parser.add_argument("--steps", type=int, default=100, help="steps per round")
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch and BLAS")
-    parser.add_argument("--profile", action="store_true", help="cProfile micrograd's step")
-    return parser.parse_args()
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
-    # BLAS reads its thread count when numpy loads, so set it before the imports below
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    parser = _harness.parser(__doc__, rounds=15, threads=1, calls=100)
+    parser.add_argument("--hidden", type=int, default=128, help="hidden width")
+    parser.add_argument("--batch", type=int, default=64, help="batch size")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("--profile", action="store_true", help="cProfile micrograd's step")
+    args = _harness.parse(parser)  # caps torch's and BLAS's threads before the imports below
     import numpy as np
     import torch
 
     from micrograd import Tensor, nn, optim
 
-    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     dtype = np.dtype(args.dtype)
     x_np = rng.standard_normal((args.batch, 64)).astype(dtype)  # (B, 64)
@@ -83,36 +69,20 @@ def main() -> None:
         opt_theirs.step()
         return loss.item()
 
-    def per_step(step) -> float:
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        return (time.perf_counter() - start) / args.steps
-
     first = step_ours(), step_theirs()  # same weights, same batch: the losses should agree
-    for _ in range(args.steps):  # warm up caches and allocators
-        step_ours()
-        step_theirs()
-
-    times_ours, times_theirs = [], []
-    for r in range(args.rounds):
-        if r % 2 == 0:
-            times_ours.append(per_step(step_ours))
-            times_theirs.append(per_step(step_theirs))
-        else:
-            times_theirs.append(per_step(step_theirs))
-            times_ours.append(per_step(step_ours))
-
-    t_ours, t_theirs = statistics.median(times_ours), statistics.median(times_theirs)
+    timings = _harness.interleave(
+        {"micrograd": step_ours, "torch": step_theirs},
+        rounds=args.rounds,
+        calls=args.calls,
+        warmup=args.calls,  # warm up caches and allocators
+    )
     print(
         f"MLP 64-{args.hidden}-10, batch {args.batch}, {args.dtype}, {args.optimizer}, "
         f"{args.threads} thread(s), numpy {np.__version__}, torch {torch.__version__}"
     )
     print(f"first-step loss: micrograd {first[0]:.6f}  torch {first[1]:.6f}")
-    print(f"{args.rounds} rounds x {args.steps} steps, median time per step:")
-    print(f"  micrograd {t_ours * 1e6:8.1f} us")
-    print(f"  torch     {t_theirs * 1e6:8.1f} us")
-    print(f"  ratio micrograd / torch: {t_ours / t_theirs:.2f}")
+    print(f"{args.rounds} rounds x {args.calls} steps, median time per step:")
+    _harness.table(timings, reference="torch", unit="us", title="framework")
 
     if args.profile:
         import cProfile
@@ -120,7 +90,7 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        for _ in range(20 * args.steps):
+        for _ in range(20 * args.calls):
             step_ours()
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)

@@ -14,32 +14,23 @@ naive: one cell call per step) to show what each speed-up is worth.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input-size", type=int, default=64, help="I (default 64)")
-    parser.add_argument("--hidden", type=int, default=512, help="H (default 512)")
-    parser.add_argument("--layers", type=int, default=2, help="stacked layers (default 2)")
-    parser.add_argument("--batch", type=int, default=32, help="B (default 32)")
-    parser.add_argument("--seq", type=int, default=128, help="T (default 128)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
-    parser.add_argument("--impls", default="fused", help="ours to time: fused,scan,naive")
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    return parser.parse_args()
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
+    parser = _harness.parser(__doc__, rounds=7, threads=1)
+    parser.add_argument("--input-size", type=int, default=64, help="I")
+    parser.add_argument("--hidden", type=int, default=512, help="H")
+    parser.add_argument("--layers", type=int, default=2, help="stacked layers")
+    parser.add_argument("--batch", type=int, default=32, help="B")
+    parser.add_argument("--seq", type=int, default=128, help="T")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--impls", default="fused", help="ours to time: fused,scan,naive")
+    args = _harness.parse(parser)
     import torch
 
     from seq_models import LSTM
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(args.input_size, args.hidden, args.layers)
     contenders = {"torch": theirs}
@@ -47,35 +38,25 @@ def main() -> None:
         contenders[f"ours ({impl})"] = LSTM.from_torch(theirs, impl=impl)
     x = torch.randn(args.seq, args.batch, args.input_size)
 
-    def step(model) -> float:
-        start = time.perf_counter()
+    def step(model) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             out, _ = model(x)
         out.float().sum().backward()
-        elapsed = time.perf_counter() - start
         model.zero_grad(set_to_none=True)
-        return elapsed
 
-    for model in contenders.values():  # warm up: allocator, oneDNN primitives, lazy imports
-        step(model)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for r in range(args.rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            times[name].append(step(contenders[name]))
-
+    # one warm-up call each (the allocator, oneDNN primitives, lazy imports), then the rounds
+    timings = _harness.interleave(
+        {name: lambda m=model: step(m) for name, model in contenders.items()}, rounds=args.rounds
+    )
     print(
         f"LSTM {args.layers} x {args.hidden}, input {args.input_size}, batch {args.batch} x "
         f"{args.seq} steps, {args.precision}, {args.threads} thread(s), forward + backward, "
         f"median of {args.rounds} interleaved rounds"
     )
-    base = statistics.median(times["torch"])
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        chars = args.batch * args.seq / med
-        print(
-            f"  {name:14s} {med * 1000:8.1f} ms  ({chars:8,.0f} chars/s)  {med / base:5.2f}x torch"
-        )
+    chars = args.batch * args.seq  # a character per sequence and step
+    _harness.table(
+        timings, "torch", columns={"chars/s": lambda name, t: f"{chars / t.median:,.0f}"}
+    )
 
 
 if __name__ == "__main__":

@@ -17,25 +17,14 @@ single-threaded Python; `--threads 0` leaves the library at its default (all cor
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocab-size", type=int, default=4096, help="default 4096")
-    parser.add_argument("--dataset", default="tinyshakespeare", help="a shared.datasets name")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per library")
-    parser.add_argument("--threads", type=int, default=1, help="tokenizers' threads (0: default)")
-    return parser.parse_args()
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
-    if args.threads > 0:
-        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when the pool starts
+    parser = _harness.parser(__doc__, rounds=5, threads=1)
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary size")
+    parser.add_argument("--dataset", default="tinyshakespeare", help="a shared.datasets name")
+    args = _harness.parse(parser)  # sets RAYON_NUM_THREADS, read when the library's pool starts
     import tokenizers
 
     from shared import datasets
@@ -46,13 +35,16 @@ def main() -> None:
         raise SystemExit(f"{args.dataset} is not a text dataset with a train split")
     text = splits["train"] + splits.get("val", "")
     lines = splits["train"].splitlines(keepends=True)
+    all_lines = text.splitlines(keepends=True)
     n_bytes = len(text.encode("utf-8"))
     special = ["<|endoftext|>"]
+    trained = {}  # the latest tokenizer each side trained, which the encoding cases use
 
-    def train_ours() -> ByteLevelBPETokenizer:
-        return ByteLevelBPETokenizer.train(lines, args.vocab_size, special_tokens=special)
+    def train_ours() -> None:
+        tok = ByteLevelBPETokenizer.train(lines, args.vocab_size, special_tokens=special)
+        trained["ours"] = tok
 
-    def train_theirs() -> tokenizers.ByteLevelBPETokenizer:
+    def train_theirs() -> None:
         tok = tokenizers.ByteLevelBPETokenizer()
         tok.train_from_iterator(
             lines,
@@ -61,71 +53,49 @@ def main() -> None:
             special_tokens=special,
             show_progress=False,
         )
-        return tok
+        trained["theirs"] = tok
 
-    def timed(fn, *args):  # noqa: ANN001, ANN002, ANN202
-        start = time.perf_counter()
-        result = fn(*args)
-        return time.perf_counter() - start, result
+    def encode_ours(batch: bool) -> list:
+        trained["ours"]._cache.clear()  # a cold cache every time
+        return trained["ours"].encode_batch(all_lines) if batch else trained["ours"].encode(text)
 
-    train_times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    encode_times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    batch_times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    all_lines = text.splitlines(keepends=True)
-    for r in range(args.rounds):
-        order = ["ours", "theirs"] if r % 2 == 0 else ["theirs", "ours"]
-        for who in order:
-            seconds, tok = timed(train_ours if who == "ours" else train_theirs)
-            train_times[who].append(seconds)
-            if who == "ours":
-                ours = tok
-            else:
-                theirs = tok
-        for who in order:
-            if who == "ours":
-                ours._cache.clear()  # a cold cache every round
-                seconds, ids_ours = timed(ours.encode, text)
-            else:
-                seconds, enc = timed(theirs.encode, text)
-                ids_theirs = enc.ids
-            encode_times[who].append(seconds)
-        for who in order:  # the same text as a batch of lines (encode_batch)
-            if who == "ours":
-                ours._cache.clear()
-                seconds, batch_ours = timed(ours.encode_batch, all_lines)
-            else:
-                seconds, batch = timed(theirs.encode_batch, all_lines)
-                batch_theirs = [e.ids for e in batch]
-            batch_times[who].append(seconds)
+    def encode_theirs(batch: bool) -> list:
+        if batch:
+            return [e.ids for e in trained["theirs"].encode_batch(all_lines)]
+        return trained["theirs"].encode(text).ids
 
-    vocab_theirs = theirs.get_vocab()
-    same_vocab = all(vocab_theirs.get(t) == i for i, t in enumerate(ours.id_to_str))
     print(
         f"byte-level BPE, vocab {args.vocab_size}, {args.dataset}: train on {len(lines):,} lines "
         f"({len(splits['train'].encode()):,} bytes), encode {n_bytes:,} bytes; "
         f"median of {args.rounds} interleaved rounds; tokenizers {tokenizers.__version__}, "
-        f"threads {'default' if args.threads == 0 else args.threads}"
+        f"{_harness.threads_note(args.threads)}"
     )
+    timings = _harness.pairs(
+        {
+            "train": (train_ours, train_theirs),
+            "encode one string": (lambda: encode_ours(False), lambda: encode_theirs(False)),
+            f"encode_batch of {len(all_lines):,} lines": (
+                lambda: encode_ours(True),
+                lambda: encode_theirs(True),
+            ),
+        },
+        rounds=args.rounds,
+        warmup=0,
+        labels=("ours", "tokenizers"),
+        unit="s",
+    )
+    vocab_theirs = trained["theirs"].get_vocab()
+    same_vocab = all(vocab_theirs.get(t) == i for i, t in enumerate(trained["ours"].id_to_str))
+    ids = encode_ours(False)
+    same_ids = ids == encode_theirs(False) and encode_ours(True) == encode_theirs(True)
     print(
         f"same vocabulary and merges as the library: {same_vocab}; "
-        f"identical ids: {ids_ours == ids_theirs and batch_ours == batch_theirs} "
-        f"({len(ids_ours):,} tokens)"
+        f"identical ids: {same_ids} ({len(ids):,} tokens)"
     )
-    t_ours, t_theirs = (statistics.median(train_times[w]) for w in ("ours", "theirs"))
-    e_ours, e_theirs = (statistics.median(encode_times[w]) for w in ("ours", "theirs"))
-    b_ours, b_theirs = (statistics.median(batch_times[w]) for w in ("ours", "theirs"))
-    print(
-        f"train   ours {t_ours:7.3f} s   tokenizers {t_theirs:7.3f} s   "
-        f"ours/theirs time {t_ours / t_theirs:5.2f}x"
-    )
-    for label, mine, lib, note in [
-        ("encode", e_ours, e_theirs, "one string"),
-        ("lines ", b_ours, b_theirs, f"encode_batch of {len(all_lines):,} lines"),
-    ]:
+    for case, t in list(timings.items())[1:]:
         print(
-            f"{label}  ours {n_bytes / mine / 1e6:7.2f} MB/s tokenizers "
-            f"{n_bytes / lib / 1e6:7.2f} MB/s ours/theirs throughput {lib / mine:5.2f}x  "
-            f"({note})"
+            f"{case}: ours {n_bytes / t['ours'].median / 1e6:.2f} MB/s, "
+            f"tokenizers {n_bytes / t['tokenizers'].median / 1e6:.2f} MB/s"
         )
 
 

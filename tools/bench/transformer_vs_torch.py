@@ -12,35 +12,19 @@ the ratio ours / torch, so drift in machine load hits both sides alike.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 import warnings
-from collections.abc import Callable
 
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--seq", type=int, default=32, help="sequence length (default 32)")
-    parser.add_argument("--dim", type=int, default=256, help="d_model (default 256)")
-    parser.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
-    parser.add_argument("--ff", type=int, default=1024, help="dim_feedforward (default 1024)")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per contender")
-    parser.add_argument("--calls", type=int, default=5, help="calls per round")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    return parser.parse_args()
-
-
-def time_calls(fn: Callable[[], None], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
+import _harness
 
 
 def main() -> None:
-    args = parse_args()
+    parser = _harness.parser(__doc__, rounds=9, threads=1, calls=5)
+    parser.add_argument("--batch", type=int, default=32, help="batch size")
+    parser.add_argument("--seq", type=int, default=32, help="sequence length")
+    parser.add_argument("--dim", type=int, default=256, help="d_model")
+    parser.add_argument("--heads", type=int, default=8, help="attention heads")
+    parser.add_argument("--ff", type=int, default=1024, help="dim_feedforward")
+    args = _harness.parse(parser)
     import torch
     from torch import nn
 
@@ -54,7 +38,6 @@ def main() -> None:
     )
 
     warnings.filterwarnings("ignore", category=UserWarning)
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     B, T, D, H, FF = args.batch, args.seq, args.dim, args.heads, args.ff
     x = torch.randn(B, T, D, requires_grad=True)
@@ -94,16 +77,7 @@ def main() -> None:
         ),
     }
     print(f"B={B} T={T} d_model={D} heads={H} ff={FF}, float32, {args.threads} thread(s)")
-    print(f"{'block':42s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>7s}")
-    for name, (ours, ref) in pairs.items():
-        ours(), ref()  # warm up
-        times: dict[str, list[float]] = {"ours": [], "torch": []}
-        for r in range(args.rounds):
-            order = [("ours", ours), ("torch", ref)]
-            for label, fn in order if r % 2 == 0 else order[::-1]:
-                times[label].append(time_calls(fn, args.calls))
-        o, t = statistics.median(times["ours"]), statistics.median(times["torch"])
-        print(f"{name:42s} {o * 1e3:9.2f} {t * 1e3:9.2f} {o / t:7.2f}")
+    _harness.pairs(pairs, rounds=args.rounds, calls=args.calls, title="block")
 
 
 if __name__ == "__main__":

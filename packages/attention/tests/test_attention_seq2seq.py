@@ -12,16 +12,6 @@ from attention.seq2seq import Seq2Seq, Seq2SeqConfig, reverse_padded
 from attention.translation_data import pad
 from attention.vocab import BOS, EOS, PAD, UNK, Vocab, detokenize, tokenize
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and much faster on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------------------------
 # Additive and multiplicative attention
 

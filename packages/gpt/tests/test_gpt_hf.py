@@ -12,16 +12,6 @@ from gpt import GPT, GPTConfig, generate
 from gpt.hf import from_hf, to_hf
 from shared.errors import UsageError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread, so a busy CI runner cannot stall OpenMP's thread barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 

@@ -9,16 +9,6 @@ import torch
 
 from gpt import GPT, GPTConfig, lm_loss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread, so a busy CI runner cannot stall OpenMP's thread barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 V = 50
 
 

@@ -18,16 +18,6 @@ from gpt.train import LMTask, TrainConfig, lr_factor, make_optimizer, predict_ev
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread, so a busy CI runner cannot stall OpenMP's thread barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n"
 TINY = [
     "--model.n_layer=1",
