@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from gpt.cli import train
 
@@ -28,14 +27,6 @@ ARGS = [
     "--decay=constant",  # the rate must not depend on --max-steps, which the runs below change
     "--warmup-steps=0",
 ]
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def losses(folder: Path) -> dict[int, float]:
@@ -61,7 +52,7 @@ def train_until_signalled(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_gpt_train_saves_a_checkpoint_on_a_signal_and_resumes_exactly(
-    tmp_path, monkeypatch, one_thread, signum
+    tmp_path, monkeypatch, signum
 ):
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     text_file = tmp_path / "text.txt"

@@ -105,17 +105,8 @@ def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy():
         assert logprob(beam) >= logprob(greedy) - 1e-5
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models decode much faster on one thread, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("norm_first", [True, False])
-def test_kv_cache_gives_the_full_decoders_logits(norm_first, one_thread):
+def test_kv_cache_gives_the_full_decoders_logits(norm_first):
     """Feeding one word at a time with a KV cache = re-running the decoder on the prefix."""
     model = _random_model(norm_first=norm_first).double()
     src = torch.tensor([[4, 5, 6, 7, 8], [9, 10, 11, 0, 0]])  # padded batch
