@@ -220,7 +220,7 @@ def pick_threads(requested: int = 0) -> str:
     cores = torch.get_num_threads()
     if requested:
         torch.set_num_threads(requested)
-        return f"{requested} threads"
+        return f"{requested} thread{'s' if requested > 1 else ''}"
     busy, source = busy_cpus(), "busy cores"
     if busy is None:
         try:

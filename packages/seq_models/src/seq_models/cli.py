@@ -73,15 +73,16 @@ class TrainConfig(RunOptions):
     seed: int = option(0, "random seed for weights, window offsets and the sample")
 
 
-def load_text(name: str) -> tuple[dict[str, str], str]:
-    """The {"train", "val"} text of `name`; tinyshakespeare falls back to pystdlib with a note."""
+def load_text(name: str) -> tuple[dict[str, str], str, str | None]:
+    """The {"train", "val"} text of `name`, the name actually used, and a note for the log when
+    that is not `name` (tinyshakespeare falls back to pystdlib, always available offline)."""
     try:
-        return datasets.load(name), name
+        return datasets.load(name), name, None
     except DatasetError as error:
         if name != "tinyshakespeare":
             raise
-        print(f"note: {error}\nnote: training on pystdlib instead (always available offline)")
-        return datasets.load("pystdlib"), "pystdlib"
+        note = f"note: {name} is unavailable, so this run trains on pystdlib instead ({error})"
+        return datasets.load("pystdlib"), "pystdlib", note
 
 
 def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
@@ -104,7 +105,8 @@ def train(argv: list[str]) -> None:
     )
     env = setup(cfg)  # threads, device, precision (and why), seeds
     device, precision = env.device, env.precision
-    splits, dataset = load_text(cfg.dataset)
+    splits, dataset, note = load_text(cfg.dataset)
+    cfg.dataset = dataset  # the config printed and saved says what really runs
     run = Run.start(STAGE, cfg, name=cfg.run_name)
     vocab = CharVocab.from_text(splits["train"] + splits["val"])
     train_ids = vocab.encode(splits["train"]).to(device)  # (N_train,)
@@ -118,6 +120,8 @@ def train(argv: list[str]) -> None:
         f"{env.precision_note} on {device}, {env.threads_note}",
         flush=True,
     )
+    if note:  # last, just before training, where it cannot scroll away
+        print(note, flush=True)
 
     def precision_ctx():
         return autocast(device, precision)
@@ -268,7 +272,7 @@ def evaluate(argv: list[str]) -> None:
         EvalConfig, argv, prog="seq_models eval", description="Validation loss of a trained run."
     )
     model, vocab, meta, folder = load_model(cfg.run)
-    splits, dataset = load_text(meta.get("dataset", "tinyshakespeare"))
+    splits, dataset, _ = load_text(meta.get("dataset", "tinyshakespeare"))
     if dataset != meta.get("dataset"):
         raise UsageError(f"{folder} was trained on {meta.get('dataset')!r}, which is unavailable")
     val_ids = vocab.encode(splits["val"])  # (N_val,)
