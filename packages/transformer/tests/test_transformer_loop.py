@@ -1,6 +1,8 @@
 """The loop's techniques, one at a time: schedules, accumulation, clipping, AdamW groups, bf16."""
 
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -127,3 +129,38 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32():
 
 def test_total_norm_is_the_norm_of_everything():
     assert total_norm([torch.tensor([3.0]), torch.tensor([[4.0]])]) == pytest.approx(5.0)
+
+
+class _InterruptedTask(_Task):
+    """Sends this process a SIGINT while the loop draws its third batch, as Ctrl-C would."""
+
+    best_metric, higher_is_better = "accuracy", True
+
+    def train_batches(self, epoch):
+        for i in range(10):
+            if i == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield collate_fn(EXAMPLES)
+
+    def to_device(self, batch, device):
+        return batch
+
+    def evaluate(self, model):
+        raise AssertionError("an interrupted epoch is not evaluated")
+
+
+def test_ctrl_c_finishes_the_step_keeps_the_weights_and_exits_130(tmp_path, monkeypatch):
+    from shared.checkpoint import read_meta
+    from shared.runs import Run
+    from transformer.loop import LoopConfig, fit
+
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    run = Run.start("transformer", LoopConfig(), name="cut", quiet=True)
+    model = _tiny_model()
+    cfg = LoopConfig(epochs=2, batch_size=4, precision="fp32", device="cpu", threads=1)
+    with pytest.raises(SystemExit) as stopped:
+        fit(_InterruptedTask(), model, cfg, run, steps_per_epoch=10, meta={"note": "kept"})
+    assert stopped.value.code == 130
+    meta = read_meta(run.checkpoints / "interrupted")
+    assert meta["step"] == 3 and meta["note"] == "kept"  # the step under way was finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -47,6 +47,7 @@ from shared.device import (
     resolve_precision,
 )
 from shared.runs import Run
+from shared.training import StopSignals
 from transformer.schedule import Decay, make_scheduler
 
 
@@ -247,7 +248,9 @@ def fit(
     best_epoch, step = 0, 0
     smooth, smooth_weight = 0.0, 0.0  # an exponential moving average of the loss, for the plot
     history = []
-    with run.progress(total_updates, desc="train", unit="step", item_name=items_name) as bar:
+    stop = StopSignals()  # Ctrl-C or SIGTERM: finish the step, keep the weights, exit 130/143
+    progress = run.progress(total_updates, desc="train", unit="step", item_name=items_name)
+    with stop, progress as bar:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             for group in grouped(task.train_batches(epoch), cfg.accumulate):
@@ -265,8 +268,10 @@ def fit(
                     grad_norm=grad_norm, weight_norm=weight_norm,
                 )  # fmt: skip
                 bar.advance(loss=loss, items=sum(task.count(b) for b in group))
-                if time.perf_counter() > deadline:
+                if time.perf_counter() > deadline or stop.requested:
                     break
+            if stop.requested:
+                break
             model.eval()
             metrics = task.evaluate(model)
             history.append(metrics)
@@ -287,4 +292,17 @@ def fit(
             if time.perf_counter() > deadline:
                 bar.write(f"time limit of {cfg.time_limit:g} s reached after epoch {epoch}")
                 break
+    if stop.requested:
+        folder = save_checkpoint(
+            run.checkpoints / "interrupted",
+            model.state_dict(),
+            meta={**(meta or {}), "epoch": epoch, "step": step, "metrics": {}},
+        )
+        print(
+            f"interrupted at step {step} (epoch {epoch}); its weights are in {folder}, the best "
+            f"epoch's (if one finished) in {run.checkpoints / 'best'}; this stage cannot resume "
+            f"a run yet",
+            flush=True,
+        )
+        raise SystemExit(stop.exit_code)
     return FitResult(best, best_epoch, step, time.perf_counter() - start, history)
