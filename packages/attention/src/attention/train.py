@@ -40,6 +40,7 @@ from shared.device import (
 from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
+from shared.training import StopSignals, lr_factor
 
 EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
@@ -175,12 +176,17 @@ def heatmap_for(translation: Translation, path: Path, title: str = "") -> Path:
 
 
 def save_translator(
-    run: Run, model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, meta: dict[str, Any]
+    run: Run,
+    model: Seq2Seq,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    meta: dict[str, Any],
+    name: str = "final",
 ) -> Path:
     src_vocab.save(run.folder / "vocab_de.json")
     tgt_vocab.save(run.folder / "vocab_en.json")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_checkpoint(run.checkpoints / "final", state, meta=meta)
+    return save_checkpoint(run.checkpoints / name, state, meta=meta)
 
 
 def load_translator(
@@ -202,12 +208,6 @@ def load_translator(
 
 # ----------------------------------------------------------------------------------------------
 # The loop
-
-
-def cosine_lr(progress: float, peak: float, floor_ratio: float = 0.05) -> float:
-    """Half a cosine from `peak` at progress 0 down to `peak * floor_ratio` at progress 1."""
-    progress = min(max(progress, 0.0), 1.0)
-    return peak * (floor_ratio + (1 - floor_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def train_translator(
@@ -250,14 +250,19 @@ def train_translator(
     step, stopped_early = 0, False
     results: dict[str, Any] = {}
     val_bleu_pairs = list(val_pairs[: cfg.val_bleu_sentences])
-    with run.progress(total_steps, desc="train", item_name="tok") as bar:
+    stop = StopSignals()  # Ctrl-C or SIGTERM: finish the step, keep the weights, exit 130/143
+    with stop, run.progress(total_steps, desc="train", item_name="tok") as bar:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
             for src, tgt in batches(train_ex, cfg.batch_size, rng, device):
                 # with a time limit, the schedule follows whichever is further along, steps or
-                # time, so that a run cut short by the clock still ends at a low learning rate
-                lr = cosine_lr(max(step / total_steps, time_used() / time_budget), cfg.lr)
+                # time, so that a run cut short by the clock still ends at a low learning rate:
+                # half a cosine down to lr / 20 (shared.training.lr_factor)
+                lr = cfg.lr * lr_factor(
+                    step, time_used(), warmup_steps=0, max_steps=total_steps,
+                    seconds=cfg.time_limit, decay="cosine", min_ratio=0.05,
+                )  # fmt: skip
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with ctx:
@@ -274,7 +279,11 @@ def train_translator(
                 if time_used() > time_budget:
                     stopped_early = True
                     break
+                if stop.requested:
+                    break
             train_seconds += time.perf_counter() - epoch_start
+            if stop.requested:
+                break
             val_loss = evaluate_loss(model, val_ex, 128, device, ctx)
             val_bleu = None
             if val_bleu_pairs:
@@ -315,6 +324,16 @@ def train_translator(
             if stopped_early:
                 bar.write(f"stopping: --time_limit={cfg.time_limit:g} seconds reached")
                 break
+    if stop.requested:
+        meta = {"step": step, "epoch": epoch, "config": config_to_dict(cfg)}
+        folder = save_translator(run, model, src_vocab, tgt_vocab, meta, name="interrupted")
+        print(
+            f"interrupted at step {step} (epoch {epoch}); its weights are in {folder}, the last "
+            f"finished epoch's (if any) in {run.checkpoints / 'final'}; this stage cannot "
+            f"resume a run yet",
+            flush=True,
+        )
+        raise SystemExit(stop.exit_code)
     results.update(train_seconds=train_seconds, steps=step, stopped_early=stopped_early)
     run.plot_metrics("loss.png", ["loss", "val_loss"], title="cross-entropy per target word")
     if any(r.get("val_bleu") is not None for r in run.metrics()):
