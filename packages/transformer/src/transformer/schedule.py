@@ -15,10 +15,11 @@ into a minimum instead of bouncing around it. The factor multiplies the peak lea
 `torch.optim.lr_scheduler.LambdaLR` applies it, once per optimizer step.
 """
 
-import math
 from typing import Literal
 
 import torch
+
+from shared.training import lr_factor as shared_lr_factor
 
 Decay = Literal["linear", "cosine", "constant"]
 
@@ -26,20 +27,18 @@ Decay = Literal["linear", "cosine", "constant"]
 def lr_factor(
     step: int, warmup_steps: int, total_steps: int, decay: Decay = "linear", min_ratio: float = 0.0
 ) -> float:
-    """The multiplier of the peak learning rate before optimizer step `step` (0-based)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps  # never exactly 0: the first step still learns
-    if decay == "constant":
-        return 1.0
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)  # 0 at the end of warmup, 1 at the end
-    if decay == "linear":
-        shape = 1.0 - progress
-    elif decay == "cosine":
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    else:
+    """The multiplier of the peak learning rate before optimizer step `step` (0-based):
+    `shared.training.lr_factor`, the schedule every stage uses, with a step budget."""
+    if decay not in ("linear", "cosine", "constant"):
         raise ValueError(f"decay must be linear, cosine or constant, got {decay!r}")
-    return min_ratio + (1.0 - min_ratio) * shape
+    return shared_lr_factor(
+        step,
+        0.0,
+        warmup_steps=warmup_steps,
+        max_steps=total_steps,
+        decay=decay,
+        min_ratio=min_ratio,
+    )
 
 
 def make_scheduler(
