@@ -134,14 +134,14 @@ def train(argv: list[str]) -> None:
         over_time = cfg.time_limit and time.perf_counter() - start >= cfg.time_limit
         return bool(over_time or (cfg.max_steps and step >= cfg.max_steps) or stop.requested)
 
-    def save(name: str) -> Path:
+    def save(name: str, train_seconds: float) -> Path:
         meta = {
             "model": config_to_dict(cfg.model),
             "vocab": vocab.chars,
             "dataset": dataset,
             "step": step,
             "val_loss": val_loss,
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": train_seconds,
         }
         return save_checkpoint(run.checkpoints / name, model.state_dict(), meta=meta)
 
@@ -177,12 +177,15 @@ def train(argv: list[str]) -> None:
                     elapsed = time.perf_counter() - start
                     bar.write(f"step {step:5d}  {elapsed:6.1f}s  val loss {val_loss:.4f}")
                 if step % cfg.save_every == 0:
-                    prune_checkpoints(save(f"step_{step:06d}").parent, cfg.keep_checkpoints)
+                    prune_checkpoints(
+                        save(f"step_{step:06d}", time.perf_counter() - start).parent,
+                        cfg.keep_checkpoints,
+                    )
                 if finished():
                     break
             epoch += 1
     if stop.requested:  # Ctrl-C or SIGTERM: keep what was trained
-        checkpoint = save("interrupted")
+        checkpoint = save("interrupted", time.perf_counter() - start)
         print(
             f"interrupted at step {step}; saved {checkpoint}\n"
             f"this stage cannot resume a run yet; sample from it with: "
@@ -200,15 +203,7 @@ def train(argv: list[str]) -> None:
         f"over all {len(val_ids):,} validation characters",
         flush=True,
     )
-    meta = {
-        "model": config_to_dict(cfg.model),
-        "vocab": vocab.chars,
-        "dataset": dataset,
-        "step": step,
-        "val_loss": val_loss,
-        "train_seconds": train_seconds,
-    }
-    checkpoint = save_checkpoint(run.checkpoints / "final", model.state_dict(), meta=meta)
+    checkpoint = save("final", train_seconds)
     run.plot_metrics("loss.png", ["loss", "val_loss"], title=f"char LSTM on {dataset}: nats/char")
     if cfg.sample_length:
         generator = torch.Generator().manual_seed(cfg.seed)
