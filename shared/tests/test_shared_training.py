@@ -53,20 +53,21 @@ def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once(capsys):
     assert "SIGTERM: stopping after this step" in capsys.readouterr().err
 
 
-def test_sigint_exits_with_130():
+def test_sigint_exits_with_130_and_the_first_signal_decides():
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a scheduler's follow-up: still 130
     assert stop.exit_code == 130
 
 
 def test_prune_keeps_the_latest_periodic_checkpoints(tmp_path):
-    for name in ("step_000100", "step_000200", "step_000300", "step_001000", "final", "best"):
+    for name in ("step_999999", "step_1000000", "step_000300", "step_001000", "final", "best"):
         (tmp_path / name).mkdir()
     deleted = prune_checkpoints(tmp_path, keep=2)
-    assert sorted(p.name for p in deleted) == ["step_000100", "step_000200"]
+    assert sorted(p.name for p in deleted) == ["step_000300", "step_001000"]  # by number
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "best",
         "final",
-        "step_000300",
-        "step_001000",
+        "step_1000000",
+        "step_999999",
     ]

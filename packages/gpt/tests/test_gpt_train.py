@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from gpt.cli import evaluate, sample, train
+from gpt.cli import evaluate, resume_config, sample, train
 from gpt.data import TokenData, sequential_windows
 from gpt.model import GPT, lm_loss
 from gpt.train import LMTask, TrainConfig, lr_factor, make_optimizer, predict_eval_seconds
@@ -279,3 +279,25 @@ def test_gpt_train_says_how_much_of_the_split_it_evaluated(text_file, tmp_path, 
     train([*common, "--final-eval-tokens=0", "--run-name=all"])
     every = (val - 1) // 16 * 16  # whole windows of the block size
     assert f"over all {every} validation tokens" in capsys.readouterr().out
+
+
+def test_gpt_resume_takes_a_new_lr_and_an_old_runs_renamed_options(text_file, tmp_path):
+    """The optimizer's saved settings do not override this command's; a run saved before
+    --max-iters became --max-steps resumes with its step cap."""
+    common = [*TINY, f"--text-file={text_file}", "--decay=constant", "--warmup-steps=0"]
+    train([*common, "--max-steps=3", "--lr=1e-2", "--optimizer=adamw", "--run-name=a"])
+    folder = tmp_path / "runs" / "gpt" / "a"
+    train([f"--resume={folder}", "--max-steps=5", "--lr=2e-3", "--run-name=b"])
+    lrs = {r["step"]: r["lr"] for r in metrics(tmp_path, "b") if "lr" in r}
+    assert lrs[3] == pytest.approx(1e-2) and lrs[5] == pytest.approx(2e-3)
+
+    meta_path = folder / "checkpoints" / "final" / "meta.json"  # as an older gpt wrote it
+    meta = json.loads(meta_path.read_text())
+    config = meta["config"]
+    config["max_iters"], config["warmup_iters"] = (
+        config.pop("max_steps"),
+        config.pop("warmup_steps"),
+    )
+    meta_path.write_text(json.dumps(meta))
+    cfg = resume_config([f"--resume={folder}"], meta)
+    assert (cfg.max_steps, cfg.warmup_steps) == (3, 0)

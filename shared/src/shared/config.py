@@ -20,7 +20,7 @@ Keys may be written with dashes or underscores, and a nested key by its last par
 only one field has that name (`--n_layer` for `--model.n_layer`). Every mistake raises
 `ConfigError` with one line naming the field, the value and what it expects; the command
 dispatcher turns that into exit code 2. Checks that involve two fields ("set --time-limit or
---max-iters") stay in the config's `__post_init__`. What this leaves out: lists of nested
+--max-steps") stay in the config's `__post_init__`. What this leaves out: lists of nested
 configs and dict-valued fields, which no stage needs.
 """
 

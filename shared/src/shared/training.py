@@ -153,8 +153,10 @@ class StopSignals:
         return 128 + (self.signum or 0)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # the second Ctrl-C
+            return  # already stopping: the first signal decides the exit code
         self.signum = signum
         name = signal.Signals(signum).name
         print(
@@ -172,7 +174,8 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            if previous is not None:  # None: a handler installed outside Python, left alone
+                signal.signal(signum, previous)
         self._previous.clear()
 
 
@@ -181,7 +184,12 @@ def prune_checkpoints(folder: Path, keep: int, prefix: str = "step_") -> list[Pa
     what was deleted. Named checkpoints ("final", "interrupted", "best") are never touched."""
     import shutil
 
-    periodic = sorted(p for p in folder.glob(f"{prefix}*") if p.is_dir())
+    numbered = [
+        p for p in folder.glob(f"{prefix}*") if p.is_dir() and p.name[len(prefix) :].isdigit()
+    ]
+    periodic = sorted(
+        numbered, key=lambda p: int(p.name[len(prefix) :])
+    )  # step 10**6 after 999,999
     doomed = periodic[:-keep] if keep > 0 else periodic
     for path in doomed:
         shutil.rmtree(path)

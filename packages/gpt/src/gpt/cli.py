@@ -107,13 +107,18 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
 # train
 
 
+RENAMED = {"max_iters": "max_steps", "warmup_iters": "warmup_steps"}  # issue #13
+
+
 def resume_config(argv: list[str], meta: dict) -> TrainConfig:
     """The resumed run's config: the checkpoint's own, under this command's --config and options.
 
-    `--resume RUN --max-iters=2000` keeps the run's model, data and schedule and changes only
-    the step cap; an option this version of gpt no longer has is left behind.
+    `--resume RUN --max-steps=2000` keeps the run's model, data and schedule and changes only
+    the step cap. A run saved under an option's old name keeps its value under the new one; an
+    option this version of gpt no longer has at all is left behind.
     """
-    return parse_config(TrainConfig, argv, prog="gpt train", saved=meta.get("config", {}))
+    saved = {RENAMED.get(k, k): v for k, v in meta.get("config", {}).items()}
+    return parse_config(TrainConfig, argv, prog="gpt train", saved=saved)
 
 
 def train(argv: list[str]) -> None:
@@ -162,7 +167,15 @@ def train(argv: list[str]) -> None:
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         ckpt = load_checkpoint(resume_from, expected=expected, framework="torch")
         model.load_state_dict(ckpt.model)
+        # Loading puts back every group's saved settings; this command's own (a new --lr, say)
+        # must win, as they do in the printed config.
+        settings = [
+            {k: g[k] for k in ("peak_lr", "weight_decay", "betas", "momentum") if k in g}
+            for g in optimizer.param_groups
+        ]
         optimizer.load_state_dict(ckpt.optimizer)
+        for group, ours in zip(optimizer.param_groups, settings, strict=True):
+            group.update(ours)
         state.step, state.elapsed = ckpt.meta["step"], ckpt.meta["elapsed"]
         state.generator.set_state(torch.tensor(ckpt.meta["data_generator"], dtype=torch.uint8))
         set_rng_state(ckpt.meta["rng"])
