@@ -222,40 +222,47 @@ def train(argv: list[str]) -> None:
         )
 
     forward_model = torch.compile(model) if cfg.compile else model
+    # The signals stay caught until the final checkpoint is written: a Ctrl-C during the final
+    # evaluation lets it finish (a second or two) rather than lose the run.
     with StopSignals() as stop:
         state = train_loop(
             task, model, optimizer, cfg, run, state, device, precision, save, forward_model, stop
         )
-    if stop.requested:  # Ctrl-C or SIGTERM: keep every step trained so far, say how to go on
-        checkpoint = save(state, "interrupted")
+        if stop.requested:  # Ctrl-C or SIGTERM: keep every step trained so far, say how to go on
+            checkpoint = save(state, "interrupted")
+            print(
+                f"interrupted at step {state.step} ({state.elapsed:.0f}s of training); saved "
+                f"{checkpoint}\nresume with: uv run --package gpt train --resume={run.folder}",
+                flush=True,
+            )
+            raise SystemExit(stop.exit_code)
+
+        def precision_ctx():
+            return autocast(device, precision)
+
+        eval_started = time.perf_counter()
+        val_loss = task.evaluate_text(
+            model, data.val.to(device), precision_ctx, cfg.final_eval_tokens
+        )
+        eval_seconds = time.perf_counter() - eval_started
+        run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
+        unit = "char" if tok.kind == "char" else "token"
+        read = task.eval_windows(data.val, cfg.final_eval_tokens) * model_cfg.block_size
+        which = (
+            f"all {read:,}"
+            if read == task.eval_windows(data.val) * model_cfg.block_size
+            else (f"{read:,} of the {len(data.val):,}")
+        )
         print(
-            f"interrupted at step {state.step} ({state.elapsed:.0f}s of training); saved "
-            f"{checkpoint}\nresume with: uv run --package gpt train --resume={run.folder}",
+            f"after {state.step} steps ({state.elapsed:.0f}s of training + {eval_seconds:.1f}s of "
+            f"evaluation): val loss {val_loss:.4f} nats/{unit} ({val_loss / math.log(2):.3f} "
+            f"bits/{unit}, perplexity {math.exp(val_loss):.2f}) over {which} validation tokens",
             flush=True,
         )
+        checkpoint = save(state, "final", {"val_loss": val_loss})
+    if stop.requested:  # the signal came during the final evaluation: its checkpoint is saved
+        print(f"interrupted after the final checkpoint {checkpoint}", flush=True)
         raise SystemExit(stop.exit_code)
-
-    def precision_ctx():
-        return autocast(device, precision)
-
-    eval_started = time.perf_counter()
-    val_loss = task.evaluate_text(model, data.val.to(device), precision_ctx, cfg.final_eval_tokens)
-    eval_seconds = time.perf_counter() - eval_started
-    run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
-    unit = "char" if tok.kind == "char" else "token"
-    read = task.eval_windows(data.val, cfg.final_eval_tokens) * model_cfg.block_size
-    which = (
-        f"all {read:,}"
-        if read == task.eval_windows(data.val) * model_cfg.block_size
-        else (f"{read:,} of the {len(data.val):,}")
-    )
-    print(
-        f"after {state.step} steps ({state.elapsed:.0f}s of training + {eval_seconds:.1f}s of "
-        f"evaluation): val loss {val_loss:.4f} nats/{unit} ({val_loss / math.log(2):.3f} "
-        f"bits/{unit}, perplexity {math.exp(val_loss):.2f}) over {which} validation tokens",
-        flush=True,
-    )
-    checkpoint = save(state, "final", {"val_loss": val_loss})
     run.plot_metrics(
         "loss.png",
         ["loss", "train_loss", "val_loss"],
