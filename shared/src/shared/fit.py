@@ -156,5 +156,7 @@ def fit(
                 bar.write(f"step {state.step:5d}  {state.elapsed:5.1f}s  {shown}")
             state.elapsed += time.perf_counter() - started
             if save is not None and state.step % opts.save_every == 0:
+                saving = time.perf_counter()
                 prune_checkpoints(save(state).parent, opts.keep_checkpoints)
+                state.elapsed += time.perf_counter() - saving  # the time limit covers saving too
     return state
