@@ -135,3 +135,13 @@ def test_the_real_verdict_agrees_with_this_cpu(fresh_verdict):
         assert not verdict.native
     fp32, bf16 = device._matmul_seconds(torch.float32), device._matmul_seconds(torch.bfloat16)
     assert verdict.native == (bf16 < fp32) or abs(bf16 / fp32 - 1) < 0.5  # noisy near a tie
+
+
+def test_the_verdict_leaves_the_global_generator_alone(fresh_verdict):
+    """Timing the matmuls must not draw from torch's global generator: a run seeded before the
+    first verdict would otherwise start from other weights than the same run seeded after it."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    device.cpu_bf16_verdict()
+    assert torch.equal(torch.rand(3), expected)

@@ -86,8 +86,9 @@ def setup(opts: RunOptions) -> Setup:
     threads_note = pick_threads(opts.threads)
     device = pick_device(opts.device)
     precision = resolve_precision(opts.precision, device)
-    seed_everything(opts.seed)
-    return Setup(device, precision, describe_precision(opts.precision, device), threads_note)
+    precision_note = describe_precision(opts.precision, device)
+    seed_everything(opts.seed)  # last: nothing above may draw from the seeded generators
+    return Setup(device, precision, precision_note, threads_note)
 
 
 Decay = Literal["cosine", "linear", "constant"]

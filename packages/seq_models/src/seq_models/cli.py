@@ -12,6 +12,8 @@ time), with gradient clipping, Adam and a learning rate that decays linearly ove
 validation split every `--eval-interval` steps, on all of it at the end, and prints a sample.
 """
 
+import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +36,9 @@ from shared import datasets
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
 from shared.device import autocast
-from shared.errors import DatasetError, UsageError
+from shared.errors import CheckpointError, DatasetError, UsageError
 from shared.runs import Run, find_checkpoint
+from shared.seeding import rng_state, set_rng_state
 from shared.training import RunOptions, StopSignals, lr_factor, prune_checkpoints, setup
 
 STAGE = "seq_models"
@@ -71,6 +74,7 @@ class TrainConfig(RunOptions):
         1, "torch CPU threads (0: the idle cores); 1: how this stage's figures were measured", ge=0
     )
     seed: int = option(0, "random seed for weights, window offsets and the sample")
+    resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
 
 
 def load_text(name: str) -> tuple[dict[str, str], str, str | None]:
@@ -103,6 +107,11 @@ def train(argv: list[str]) -> None:
     cfg = parse_config(
         TrainConfig, argv, prog="seq_models train", description=__doc__.split("\n\n")[0]
     )
+    resume_from, resumed = None, None
+    if cfg.resume:  # the run's own config, under this command's options
+        resume_from = find_checkpoint(STAGE, cfg.resume)
+        resumed = load_checkpoint(resume_from, framework="torch")
+        cfg = parse_config(TrainConfig, argv, prog="seq_models train", saved=resumed.meta["config"])
     env = setup(cfg)  # threads, device, precision (and why), seeds
     device, precision = env.device, env.precision
     splits, dataset, note = load_text(cfg.dataset)
@@ -113,6 +122,25 @@ def train(argv: list[str]) -> None:
     val_ids = vocab.encode(splits["val"]).to(device)  # (N_val,)
     model = CharLM(len(vocab), cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)  # draws each epoch's window offset
+    # Where training stands: the next window of which epoch (and its offset), and the state the
+    # streams carry into it. A checkpoint saves all of it, so a resumed run continues exactly.
+    step, epoch, offset, window, carry, elapsed = 0, 0, 0, 0, None, 0.0
+    if resumed is not None:
+        if resumed.meta["vocab"] != vocab.chars:
+            raise CheckpointError(f"checkpoint {resume_from} was trained on another text")
+        model.load_state_dict(resumed.model)
+        opt.load_state_dict(resumed.optimizer["adam"])
+        carried = resumed.optimizer["carry"]  # empty when saved between two epochs
+        carry = (carried["h"].to(device), carried["c"].to(device)) if carried else None
+        position = resumed.meta["position"]
+        step, epoch, offset, window = (position[k] for k in ("step", "epoch", "offset", "window"))
+        elapsed = resumed.meta["train_seconds"]
+        rng.bit_generator.state = resumed.meta["offset_rng"]
+        set_rng_state(resumed.meta["rng"])
+        earlier = [m for m in Run(resume_from.parent.parent).metrics() if m["step"] <= step]
+        with open(run.metrics_path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(m) + "\n" for m in earlier)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{dataset}: {len(train_ids):,} train / {len(val_ids):,} val characters, vocabulary "
@@ -126,9 +154,8 @@ def train(argv: list[str]) -> None:
     def precision_ctx():
         return autocast(device, precision)
 
-    rng = np.random.default_rng(cfg.seed)
-    start = time.perf_counter()
-    step, epoch, val_loss = 0, 0, float("nan")
+    start = time.perf_counter() - elapsed  # a resumed run continues its time budget
+    val_loss = float("nan")
 
     def finished() -> bool:
         over_time = cfg.time_limit and time.perf_counter() - start >= cfg.time_limit
@@ -136,14 +163,24 @@ def train(argv: list[str]) -> None:
 
     def save(name: str, train_seconds: float) -> Path:
         meta = {
+            "config": config_to_dict(cfg),
             "model": config_to_dict(cfg.model),
             "vocab": vocab.chars,
             "dataset": dataset,
             "step": step,
             "val_loss": val_loss,
             "train_seconds": train_seconds,
+            "position": {"step": step, "epoch": epoch, "offset": offset, "window": window},
+            "offset_rng": rng.bit_generator.state,
+            "rng": rng_state(),
         }
-        return save_checkpoint(run.checkpoints / name, model.state_dict(), meta=meta)
+        carried = {"h": carry[0], "c": carry[1]} if carry is not None else {}
+        return save_checkpoint(
+            run.checkpoints / name,
+            model.state_dict(),
+            optimizer={"adam": opt.state_dict(), "carry": carried},
+            meta=meta,
+        )
 
     # The loop stays written out here: carrying each stream's state from one window to the
     # next (truncated backpropagation through time) is this stage's lesson. The options, the
@@ -151,22 +188,21 @@ def train(argv: list[str]) -> None:
     stop = StopSignals()
     with stop, run.progress(cfg.max_steps or None, desc="train", item_name="char") as bar:
         while not finished():
-            offset = int(rng.integers(cfg.seq_len)) if epoch else 0  # new window edges
-            state = None  # each epoch starts every stream from a zero state
-            for x, y in tbptt_batches(train_ids, cfg.batch_size, cfg.seq_len, offset):
+            windows = tbptt_batches(train_ids, cfg.batch_size, cfg.seq_len, offset)
+            for x, y in itertools.islice(windows, window, None):  # (resumed: from `window`)
                 lr = learning_rate(cfg, step, time.perf_counter() - start)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with precision_ctx():
-                    logits, state = model(x, state)  # (B, T, V)
+                    logits, carry = model(x, carry)  # (B, T, V)
                 loss = lm_loss(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                state = detach_state(state)  # carry the values, stop the gradients
-                step += 1
+                carry = detach_state(carry)  # carry the values, stop the gradients
+                step, window = step + 1, window + 1
                 bar.advance(loss=loss.item(), items=y.numel())
                 run.log(step, loss=loss.item(), lr=lr, epoch=epoch)
                 if step % cfg.eval_interval == 0:
@@ -183,13 +219,14 @@ def train(argv: list[str]) -> None:
                     )
                 if finished():
                     break
-            epoch += 1
+            else:  # the epoch is done: the next one reads windows with new edges, from zero
+                epoch, window, carry = epoch + 1, 0, None
+                offset = int(rng.integers(cfg.seq_len))
     if stop.requested:  # Ctrl-C or SIGTERM: keep what was trained
         checkpoint = save("interrupted", time.perf_counter() - start)
         print(
             f"interrupted at step {step}; saved {checkpoint}\n"
-            f"this stage cannot resume a run yet; sample from it with: "
-            f"uv run --package seq_models sample --run={run.folder}",
+            f"resume with: uv run --package seq_models train --resume={run.folder}",
             flush=True,
         )
         raise SystemExit(stop.exit_code)
@@ -198,7 +235,7 @@ def train(argv: list[str]) -> None:
     val_loss = evaluate_loss(model, val_ids, cfg.batch_size, cfg.seq_len, None, precision_ctx)
     run.log(step, val_loss=val_loss, full_val_loss=val_loss)
     print(
-        f"after {step} steps ({train_seconds:.0f}s of training, {epoch} epochs begun): "
+        f"after {step} steps ({train_seconds:.0f}s of training, {epoch + 1} epochs begun): "
         f"val loss {val_loss:.4f} nats/char ({val_loss / np.log(2):.3f} bits/char) "
         f"over all {len(val_ids):,} validation characters",
         flush=True,
