@@ -38,7 +38,7 @@ def test_schedule_follows_the_clock_with_a_time_budget(decay, half):
     # Whichever budget is further along decides: 5 of 10 s, but 90 of 100 steps.
     linear = lr_factor(90, 5.0, warmup_steps=0, max_steps=100, seconds=10.0, decay="linear")
     assert linear == pytest.approx(0.1)
-    assert lr_factor(3, 1.0, warmup_steps=0, seconds=-1.0, min_ratio=0.2) == pytest.approx(0.2)
+    assert lr_factor(3, 1.0, warmup_steps=0, seconds=0.0, min_ratio=0.2) == pytest.approx(0.2)
 
 
 def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once(capsys):

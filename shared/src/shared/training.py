@@ -100,7 +100,7 @@ def lr_factor(
     *,
     warmup_steps: int,
     max_steps: int = 0,
-    seconds: float = 0.0,
+    seconds: float | None = None,
     decay: Decay = "cosine",
     min_ratio: float = 0.0,
 ) -> float:
@@ -111,16 +111,15 @@ def lr_factor(
     known in advance, so the decay follows the clock and reaches its floor as the time runs
     out, on a fast machine or a slow one. With a step budget alone every step's rate depends
     on the step only, which is what lets a resumed run repeat the uninterrupted one exactly.
+    `seconds` is the time budget (None: none); one already spent (<= 0) means the floor.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     done = 0.0
     if max_steps:
         done = max(done, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    if seconds > 0:
-        done = max(done, elapsed / seconds)
-    elif seconds < 0:  # the time budget is already spent
-        done = 1.0
+    if seconds is not None:
+        done = max(done, elapsed / seconds) if seconds > 0 else 1.0
     done = min(done, 1.0)
     shape = {
         "cosine": 0.5 * (1 + math.cos(math.pi * done)),

@@ -261,7 +261,7 @@ def train_translator(
                 # half a cosine down to lr / 20 (shared.training.lr_factor)
                 lr = cfg.lr * lr_factor(
                     step, time_used(), warmup_steps=0, max_steps=total_steps,
-                    seconds=cfg.time_limit, decay="cosine", min_ratio=0.05,
+                    seconds=cfg.time_limit or None, decay="cosine", min_ratio=0.05,
                 )  # fmt: skip
                 for group in opt.param_groups:
                     group["lr"] = lr

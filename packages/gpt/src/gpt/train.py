@@ -317,10 +317,9 @@ def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer | Muon
 
 def lr_factor(cfg: TrainConfig, step: int, elapsed: float, seconds: float | None = None) -> float:
     """The learning rate over its peak: `shared.training.lr_factor` with this run's budget
-    (`seconds` of training: by default the time limit)."""
-    seconds = cfg.time_limit if seconds is None else seconds
-    if cfg.time_limit and seconds <= 0:
-        seconds = -1.0  # a time budget already spent (on the final evaluation): the floor
+    (`seconds` of training, as `fit` passes it: by default the time limit, if any)."""
+    if seconds is None:
+        seconds = cfg.time_limit or None
     return schedule_factor(
         step,
         elapsed,

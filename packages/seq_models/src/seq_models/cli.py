@@ -97,7 +97,7 @@ def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
         elapsed,
         warmup_steps=cfg.warmup_steps,
         max_steps=cfg.max_steps,
-        seconds=cfg.time_limit,
+        seconds=cfg.time_limit or None,
         decay="linear",
         min_ratio=cfg.min_lr_ratio,
     )
