@@ -223,6 +223,18 @@ def encode() -> None:
     sys.exit(run_command("encode"))
 
 
+def pretrain() -> None:
+    sys.exit(run_command("pretrain"))
+
+
+def finetune() -> None:
+    sys.exit(run_command("finetune"))
+
+
+def embed() -> None:
+    sys.exit(run_command("embed"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]
