@@ -51,8 +51,9 @@ _TOP = {  # transformers -> ours, outside the layers (the encoder's own prefix r
     "cls.predictions.transform.dense": "head.dense",
     "cls.predictions.transform.LayerNorm": "head.norm",
 }
+# a buffer; the tied matrix; a copy of the bias
 _IGNORED = ("embeddings.position_ids", "cls.predictions.decoder.weight",
-            "cls.predictions.decoder.bias")  # a buffer; the tied matrix; a copy of the bias  # fmt: skip
+            "cls.predictions.decoder.bias")  # fmt: skip
 
 
 def our_name(hf_name: str, encoder_prefix: str) -> str | None:
@@ -122,7 +123,7 @@ def _build(kind: str, config: BertConfig) -> BertModule:
 
 
 def _load_state(model: BertModule, hf_state: dict[str, Tensor], where: str) -> BertModule:
-    """Copy transformers-named tensors into `model`; every parameter must be found, with its shape."""
+    """Copy transformers-named tensors into `model`: every parameter found, shapes checked."""
     prefix = "" if isinstance(model, Bert) else "bert."
     ours = model.state_dict()
     loaded = {}
@@ -211,7 +212,7 @@ def load_folder(path: Path | str, kind: str = "Bert", num_labels: int | None = N
 
 
 def copy_encoder(source: BertModule, target: BertModule) -> None:
-    """Copy `source`'s encoder (embeddings and layers, and pooler where both have one) into `target`."""
+    """Copy `source`'s embeddings and layers (and pooler, where both have one) into `target`."""
     src = source if isinstance(source, Bert) else source.bert
     dst = target if isinstance(target, Bert) else target.bert
     with torch.no_grad():
