@@ -220,3 +220,46 @@ def copy_encoder(source: BertModule, target: BertModule) -> None:
         dst.layers.load_state_dict(src.layers.state_dict())
         if src.pooler is not None and dst.pooler is not None:
             dst.pooler.load_state_dict(src.pooler.state_dict())
+
+
+def save_folder(model: BertModule, folder: Path | str, tokenizer: Any = None) -> Path:
+    """Write `model` as transformers' folder (config.json, model.safetensors, and the tokenizer's
+    vocab.txt when given), atomically: a crash leaves the old folder or the new one.
+
+    The tensors carry transformers' names, so `transformers.AutoModel.from_pretrained(folder)`
+    and `load_folder(folder)` both read it.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        prefix = "" if isinstance(model, Bert) else "bert."
+        state = {hf_name(k, prefix): v.detach().to("cpu", torch.float32).contiguous()
+                 for k, v in model.state_dict().items() if k != "head.decoder_weight"}  # fmt: skip
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = {f.name: getattr(model.config, f.name) for f in fields(model.config)}
+        architecture = "BertModel" if isinstance(model, Bert) else type(model).__name__
+        config.update(model_type="bert", architectures=[architecture])
+        labels = model.config.num_labels
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(labels)}
+        config["label2id"] = {f"LABEL_{i}": i for i in range(labels)}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
