@@ -25,8 +25,10 @@ def finetune(argv: list[str]) -> None:
     from bert.finetune import FinetuneConfig, run_finetune
     from bert.glue import get_task
 
-    cfg = parse_config(FinetuneConfig, argv, prog="bert finetune",
-                       description="Fine-tune a BERT on a GLUE task (SST-2 by default).")  # fmt: skip
+    cfg = parse_config(
+        FinetuneConfig, argv, prog="bert finetune",
+        description="Fine-tune a BERT on a GLUE task (SST-2 by default).",
+    )  # fmt: skip
     get_task(cfg.task)  # an unknown task fails here, before anything is written
     run = Run.open(STAGE, cfg.resume) if cfg.resume else Run.start(STAGE, cfg, name=cfg.run_name)
     best = run_finetune(cfg, run)

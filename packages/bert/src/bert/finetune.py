@@ -323,8 +323,10 @@ def run_finetune(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
     print(f"init: {source}; {total / 1e6:.1f}M weights, {trained / 1e6:.1f}M trained")
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
     splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed)
-    print(f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
-          f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)")  # fmt: skip
+    print(
+        f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
+        f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"
+    )
     model.to(env.device)
     job = ClassificationTask(cfg, task, splits, tokenizer.pad_id)
     optimizer = make_optimizer(model, cfg)
