@@ -143,7 +143,9 @@ def _load_state(model: BertModule, hf_state: dict[str, Tensor], where: str) -> B
         loaded[target] = tensor
     tied = "head.decoder_weight"
     missing = [k for k in ours if k not in loaded and k != tied]
-    fresh = {"classifier.weight", "classifier.bias"}  # a new head may start untrained
+    # A new classifier head starts untrained; so does the pooler of a model pretrained with
+    # masked LM alone (BERT trained its pooler with next-sentence prediction, which we skip).
+    fresh = {"classifier.weight", "classifier.bias", "bert.pooler.weight", "bert.pooler.bias"}
     if set(missing) - fresh:
         raise UsageError(f"{where}: no weights for {', '.join(sorted(set(missing) - fresh))}")
     model.load_state_dict(loaded, strict=False)

@@ -1,0 +1,232 @@
+"""`bert pretrain`: a WordPiece vocabulary, then a small BERT trained by masked language modelling.
+
+    texts (SST-2's and Multi30k's English training sentences by default)
+      -> WordPieceTokenizer.train(texts, vocab_size)          stage 6, saved as <run>/model/vocab.txt
+      -> rows [CLS] sentence [SEP], cut to --max_length, length-grouped batches
+      -> mask_tokens: 15% chosen; of those 80% [MASK], 10% random, 10% kept (a fresh mask per batch)
+      -> BertForMaskedLM: logits only at the chosen positions (N, vocab), cross entropy
+      -> <run>/model/ in transformers' format: `bert finetune --init RUN` starts from it
+
+What the model learns: to fill a gap it must use both sides of it, so every layer learns to
+read the whole sentence in both directions (a GPT reads only the left). That is why a
+pretrained encoder fine-tunes to a classifier with few labels: the reading is already learned.
+
+Left out on purpose: next-sentence prediction (RoBERTa found it does not help), and packing
+several sentences into one row (our corpora are single short sentences; length grouping
+already removes most of the padding).
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bert.batching import EpochBatches
+from bert.hf import save_folder
+from bert.masking import mask_tokens
+from bert.model import BertConfig, BertForMaskedLM
+from bert.tokenize import BertTokenizer, pad_rows
+from shared.checkpoint import save_checkpoint
+from shared.config import option
+from shared.device import autocast
+from shared.errors import UsageError
+from shared.fit import FitSettings, FitState, fit
+from shared.runs import Run
+from shared.training import RunOptions, StopSignals, lr_factor, setup
+from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
+
+
+@dataclass
+class ModelSize:
+    hidden_size: int = option(256, "width of every token vector", ge=8)
+    num_hidden_layers: int = option(4, "encoder layers", ge=1)
+    num_attention_heads: int = option(4, "attention heads", ge=1)
+    intermediate_size: int = option(1024, "feed-forward width", ge=8)
+
+
+@dataclass
+class PretrainConfig(RunOptions):
+    datasets: list[str] = option(
+        ["sst2", "multi30k"], "registry datasets whose English text to train on "
+        "(sst2, multi30k, tinyshakespeare)",
+    )  # fmt: skip
+    vocab_size: int = option(8000, "WordPiece vocabulary size", ge=100)
+    model: ModelSize = field(default_factory=ModelSize)
+    max_length: int = option(64, "tokens per row, [CLS] and [SEP] included", ge=8, le=512)
+    batch_size: int = option(128, "rows per step", ge=1)
+    lr: float = option(5e-4, "peak learning rate", gt=0)
+    weight_decay: float = option(0.01, "AdamW weight decay on the matrices", ge=0)
+    warmup_steps: int = option(200, "linear warmup steps", ge=0)
+    grad_clip: float = option(1.0, "clip the gradient's global norm (0: off)", ge=0)
+    mlm_probability: float = option(0.15, "share of tokens chosen for prediction", gt=0, lt=1)
+    whole_word: bool = option(False, "choose whole words: all their ## pieces together")
+    val_rows: int = option(2000, "rows held out to measure the masked-LM loss", ge=1)
+    time_limit: float = option(600.0, "seconds of training, final evaluation included (0: none)",
+                               ge=0)  # fmt: skip
+    eval_interval: int = option(200, "evaluate every N steps", ge=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def _english(name: str) -> list[str]:
+    from shared import datasets
+
+    splits = datasets.load(name)
+    if name == "sst2":
+        return list(splits["train"]["sentence"])  # never the dev set: we report on it
+    if name == "multi30k":
+        return list(splits["train"]["en"])
+    if name == "tinyshakespeare":
+        return [line for line in splits["train"].splitlines() if line.strip()]
+    raise UsageError(
+        f"--datasets: {name!r} has no English text this command knows; "
+        "use sst2, multi30k or tinyshakespeare"
+    )
+
+
+def load_corpus(cfg: PretrainConfig) -> list[str]:
+    if not cfg.datasets:
+        raise UsageError("--datasets is empty; name at least one, e.g. --datasets=sst2")
+    return [text for name in cfg.datasets for text in _english(name)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+
+
+class MaskedLMTask:
+    """Masked language modelling for `shared.fit`: a fresh mask for every batch."""
+
+    def __init__(self, cfg: PretrainConfig, tokenizer: BertTokenizer,
+                 rows: list[tuple[list[int], list[int]]]) -> None:  # fmt: skip
+        self.cfg, self.tokenizer = cfg, tokenizer
+        split = len(rows) - cfg.val_rows
+        if split < cfg.batch_size:
+            raise UsageError(f"the corpus has {len(rows)} rows: too few for --val_rows "
+                             f"{cfg.val_rows} and --batch_size {cfg.batch_size}")  # fmt: skip
+        self.train_rows, self.val_rows = rows[:split], rows[split:]
+        self.sampler = EpochBatches([len(r[0]) for r in self.train_rows], cfg.batch_size, cfg.seed)
+        self.eval_seconds = 5.0  # a guess until the first evaluation is timed
+
+    def mask(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        tok = self.tokenizer
+        inputs, labels = mask_tokens(
+            batch["input_ids"], special_ids=tok.special_ids, vocab_size=tok.vocab_size,
+            mask_id=tok.mask_id, generator=generator, mlm_probability=self.cfg.mlm_probability,
+            whole_word=self.cfg.whole_word, continues_word=tok.continues_word,
+        )  # fmt: skip
+        return {**batch, "input_ids": inputs, "labels": labels}
+
+    def train_batch(self, generator: torch.Generator) -> dict[str, Tensor]:
+        rows = [self.train_rows[i] for i in self.sampler.next()]
+        return self.mask(pad_rows(rows, self.tokenizer.pad_id), generator)
+
+    def count(self, batch: dict[str, Tensor]) -> int:
+        return int(batch["attention_mask"].sum())
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return self._loss_and_hits(model, batch)[0]
+
+    def _loss_and_hits(self, model, batch) -> tuple[Tensor, int, int]:
+        chosen = batch["labels"] != -100  # (B, T) the positions to predict
+        positions = chosen.nonzero()  # (N, 2) rows and columns
+        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                       positions=positions)  # (N, vocab)  # fmt: skip
+        targets = batch["labels"][chosen]  # (N,)
+        loss = F.cross_entropy(logits.float(), targets)
+        hits = int((logits.argmax(-1) == targets).sum())
+        return loss, hits, targets.numel()
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, precision_ctx) -> dict[str, float]:
+        """Loss and accuracy on the held-out rows, masked the same way at every evaluation."""
+        started = time.perf_counter()
+        model.eval()
+        device = next(model.parameters()).device
+        generator = torch.Generator().manual_seed(12345)  # the same masks every time
+        total_loss, hits, count = 0.0, 0, 0
+        size = self.cfg.batch_size
+        for start in range(0, len(self.val_rows), size):
+            batch = self.mask(pad_rows(self.val_rows[start : start + size],
+                                       self.tokenizer.pad_id), generator)  # fmt: skip
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with precision_ctx():
+                loss, h, n = self._loss_and_hits(model, batch)
+            total_loss, hits, count = total_loss + float(loss) * n, hits + h, count + n
+        model.train()
+        self.eval_seconds = time.perf_counter() - started
+        return {"val_loss": total_loss / max(count, 1), "val_accuracy": hits / max(count, 1)}
+
+
+# ----------------------------------------------------------------------------------------------
+# The command
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> BertTokenizer:
+    return BertTokenizer(WordPieceTokenizer.train(texts, vocab_size))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embeddings" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embeddings" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
+    )  # fmt: skip
+    for group in optimizer.param_groups:
+        group["peak_lr"] = cfg.lr
+    return optimizer
+
+
+def run_pretrain(cfg: PretrainConfig, run: Run, texts: list[str]) -> dict[str, float]:
+    env = setup(cfg)
+    print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
+    started = time.perf_counter()
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    print(f"WordPiece: {tokenizer.vocab_size} tokens from {len(texts):,} sentences "
+          f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed))
+    rows = [tokenizer.encode(texts[i], max_length=cfg.max_length) for i in order.tolist()]
+    m = cfg.model
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=m.hidden_size,
+        num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
+        intermediate_size=m.intermediate_size, max_position_embeddings=max(cfg.max_length, 64),
+    )  # fmt: skip
+    model = BertForMaskedLM(config).to(env.device)
+    print(f"BertForMaskedLM: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M weights")
+    job = MaskedLMTask(cfg, tokenizer, rows)
+    optimizer = make_optimizer(model, cfg)
+    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
+    elapsed_before = time.perf_counter() - started  # the tokenizer's time counts too
+
+    def save(s: FitState, name: str | None = None) -> Path:
+        state_dict = {k: v for k, v in model.state_dict().items() if k != "head.decoder_weight"}
+        meta = {"step": s.step, "elapsed": s.elapsed, "sampler": job.sampler.state_dict()}
+        return save_checkpoint(run.checkpoints / (name or f"step_{s.step:06d}"), state_dict,
+                               optimizer.state_dict(), meta)  # fmt: skip
+
+    settings = FitSettings(
+        schedule=lambda step, elapsed, seconds: lr_factor(
+            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+            seconds=seconds, decay="linear"),
+        grad_clip=cfg.grad_clip, item_name="tok",
+        reserve_seconds=lambda s: elapsed_before + job.eval_seconds,
+    )  # fmt: skip
+    with StopSignals() as stop:
+        fit(job, model, optimizer, cfg, settings, run, state, env.device, env.precision,
+            save=save, stop=stop)  # fmt: skip
+        final = job.evaluate(model, lambda: autocast(env.device, env.precision))
+        run.log(state.step, **final)
+        save_folder(model, run.folder / "model", tokenizer)
+        if stop.requested:
+            print(f"saved {save(state, 'interrupted')} and {run.folder / 'model'}")
+            raise SystemExit(stop.exit_code)
+    print(f"final: val loss {final['val_loss']:.4f}, masked-token accuracy "
+          f"{final['val_accuracy']:.2%} after {state.step} steps")  # fmt: skip
+    return final
