@@ -185,8 +185,9 @@ def train_torch(cfg: TrainConfig, data: DigitsSplit, run: Run) -> TrainResult:
     books = Books(cfg, len(data.y_train))
     with run.progress(books.total, desc="torch", item_name="img") as bar:
         for x, y in model_torch.epochs_of(loader, cfg.epochs):  # (B, 64), (B,)
+            lr = books.learning_rate()
             for group in opt.param_groups:
-                group["lr"] = books.learning_rate()
+                group["lr"] = lr
             x, y = x.to(env.device), y.to(env.device)
             logits = model(x)  # (B, 10)
             loss = loss_fn(logits, y)  # ()
