@@ -7,6 +7,7 @@ that every Python carries.
 
 import contextlib
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,9 +15,19 @@ import torch
 from gpt.cli import evaluate, resume_config, sample, train
 from gpt.data import TokenData, sequential_windows
 from gpt.model import GPT, lm_loss
-from gpt.train import LMTask, TrainConfig, lr_factor, make_optimizer, predict_eval_seconds
+from gpt.train import (
+    FinalEvalReserve,
+    LMTask,
+    TrainConfig,
+    lr_factor,
+    make_optimizer,
+    predict_eval_seconds,
+    train_loop,
+)
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
+from shared.fit import FitState
+from shared.runs import Run
 
 TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n"
 TINY = [
@@ -261,6 +272,46 @@ def test_gpt_final_evaluation_time_is_predicted_from_what_was_measured():
     assert predict_eval_seconds(1000, None, None) == 0.0  # nothing measured yet
     assert predict_eval_seconds(1000, None, 3e-3) == pytest.approx(1.0)  # a third of training
     assert predict_eval_seconds(1000, 2e-3, 3e-3) == pytest.approx(2.0)  # measured wins
+
+
+def test_gpt_final_evaluation_reserve_leaves_out_the_compiling_first_step():
+    """With --compile the first step holds tens of seconds of compiling: the training speed that
+    predicts the final evaluation, before a scheduled evaluation has measured its own, counts
+    only the steps after it. Here 3000 tokens at a third of 2 s / 200 tokens: 10 s, where the
+    first step's 60 s would have made it 200 s."""
+    task = SimpleNamespace(eval_seconds_per_token=None)
+    reserve = FinalEvalReserve(task, final_tokens=3000, tokens_per_step=100)
+    assert reserve(FitState(step=10, elapsed=5.0)) == 0.0  # resumed at step 10: nothing measured
+    assert reserve(FitState(step=11, elapsed=65.0)) == 0.0  # only the compiling step so far
+    assert reserve(FitState(step=13, elapsed=67.0)) == pytest.approx(10.0)
+    task.eval_seconds_per_token = 1e-3  # a scheduled evaluation measured its speed: it wins
+    assert reserve(FitState(step=14, elapsed=68.0)) == pytest.approx(3.0)
+
+
+def test_gpt_train_loop_evaluates_with_the_configs_eval_iters(tmp_path, monkeypatch):
+    """The config is the one source of --eval_iters: a task built without it (so holding its
+    default, 4) is evaluated on the config's batches per split all the same."""
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    cfg = parse_config(TrainConfig, [*TINY, "--max-steps=2", "--eval-interval=1", "--eval-iters=1"])
+    model_cfg = cfg.model.gpt_config(vocab_size=11)
+    ids = torch.randint(0, 11, (500,), generator=torch.Generator().manual_seed(0))
+    task = LMTask(TokenData(ids, ids), model_cfg, batch_size=cfg.batch_size)
+    assert task.eval_iters == 4 != cfg.eval_iters
+    asked = []
+    estimate = LMTask.estimate
+
+    def spy(self, model, iters, seed, precision_ctx):
+        asked.append(iters)
+        return estimate(self, model, iters, seed, precision_ctx)
+
+    monkeypatch.setattr(LMTask, "estimate", spy)
+    model = task.build_model()
+    run = Run.start("gpt", cfg, name="eval-iters", quiet=True)
+    state = FitState(generator=torch.Generator().manual_seed(0))
+    train_loop(
+        task, model, make_optimizer(model, cfg), cfg, run, state, torch.device("cpu"), "fp32"
+    )
+    assert asked == [1, 1]  # one scheduled evaluation per step, each on 1 batch per split
 
 
 def test_gpt_train_time_limit_leaves_room_for_the_final_evaluation():

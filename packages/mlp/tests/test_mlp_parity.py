@@ -134,3 +134,35 @@ def test_training_loops_agree_step_by_step(small_digits, run, optimizer, lr, act
     for name, array in theirs.state.items():
         np.testing.assert_allclose(ours.state[name], array, rtol=0, atol=1e-10, err_msg=name)
     np.testing.assert_array_equal(ours.test_predictions, theirs.test_predictions)
+
+
+def test_the_loops_agree_with_a_schedule_and_evaluations_mid_epoch(small_digits, run):
+    """Warmup then cosine decay (`shared.training.lr_factor`), a step cap that ends the run
+    inside the second epoch, and evaluations every 5 steps: both loops take the same steps with
+    the same rates, and score the test split at the same steps (5, 10, and 13, the last)."""
+    cfg = TrainConfig(
+        hidden=(16,),
+        epochs=3,
+        max_steps=13,
+        eval_interval=5,
+        warmup_steps=4,
+        decay="cosine",
+        min_lr_ratio=0.1,
+        seed=2,
+    )
+    ours = train_micrograd(cfg, small_digits, run)
+    theirs = train_torch(cfg, small_digits, run)
+    assert len(ours.step_losses) == len(theirs.step_losses) == 13
+    np.testing.assert_allclose(ours.step_losses, theirs.step_losses, rtol=1e-10, atol=0)
+    for name, array in theirs.state.items():
+        np.testing.assert_allclose(ours.state[name], array, rtol=0, atol=1e-10, err_msg=name)
+    logged = [row["step"] for row in run.metrics() if "test_accuracy" in row]
+    assert logged == [5, 10, 13] * 2  # micrograd's evaluations, then torch's
+
+    # The schedule is applied: the first step (same weights, rate lr/4 instead of lr) gives the
+    # same loss, the second a different one.
+    constant = train_micrograd(
+        dataclasses.replace(cfg, warmup_steps=0, decay="constant"), small_digits, run
+    )
+    assert constant.step_losses[0] == ours.step_losses[0]
+    assert constant.step_losses[1] != pytest.approx(ours.step_losses[1], rel=1e-6)

@@ -61,6 +61,29 @@ def test_same_seed_same_metrics(runs_in_tmp, backend):
     assert [[row[k] for k in keys] for row in _metrics(runs_in_tmp / "c")] != a
 
 
+@pytest.mark.parametrize("backend", ["micrograd", "torch"])
+def test_max_steps_and_eval_interval_are_the_shared_run_options(runs_in_tmp, backend):
+    """--max_steps ends the run inside the first epoch (45 steps), --eval_interval sets when the
+    test split is scored, and the last step is always scored (here 4, 8 and 10)."""
+    train(["--hidden=8", "--max_steps=10", "--eval_interval=4", f"--backend={backend}"])
+    (folder,) = runs_in_tmp.iterdir()
+    rows = [row for row in _metrics(folder) if "test_accuracy" in row]
+    assert [row["step"] for row in rows] == [4, 8, 10]
+    assert [row["epoch"] for row in rows] == [0.09, 0.18, 0.22]  # steps / 45
+    meta = load_checkpoint(folder / "checkpoints" / "final").meta
+    assert meta["test_accuracy"] == rows[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("backend", ["micrograd", "torch"])
+def test_the_time_limit_ends_training_early(runs_in_tmp, backend):
+    """A millisecond is a few steps at most, far fewer than the 30 epochs' 1350: the run stops,
+    scores its last step and saves its weights like any other."""
+    train([f"--backend={backend}", "--time_limit=0.001", "--run-name=short"])
+    last = _metrics(runs_in_tmp / "short")[-1]
+    assert 1 <= last["step"] < 1350 and "test_accuracy" in last
+    assert (runs_in_tmp / "short" / "checkpoints" / "final").is_dir()
+
+
 def test_float32_backends_agree_closely(runs_in_tmp):
     """In float32 the two libraries round differently, so the losses agree to ~1e-5, not 1e-12."""
     for backend in ("micrograd", "torch"):
@@ -86,6 +109,8 @@ def test_bad_backend_is_a_config_error_and_writes_nothing(runs_in_tmp):
         (["--momentum=1"], "--momentum"),
         (["--test-fraction=1.5"], "--test_fraction"),
         (["--epoch=3"], "--epochs"),
+        (["--precision=bf16"], "--precision"),
+        (["--eval_interval=0"], "--eval_interval"),
     ],
 )
 def test_bad_values_name_the_field(runs_in_tmp, argv, field):

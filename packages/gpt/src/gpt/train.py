@@ -40,7 +40,7 @@ Muon's learning rate, decay 0.1 would shrink them by about a third within the de
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -343,6 +343,44 @@ def predict_eval_seconds(
     return 0.0
 
 
+@dataclass
+class FinalEvalReserve:
+    """The seconds to keep free for the final evaluation, asked by `fit` before every step.
+
+    `final_tokens` tokens at the speed the scheduled evaluations measured (`task`'s
+    `eval_seconds_per_token`), or, before the first of them, at a third of the training speed.
+    That speed leaves out the first step this process takes: with `--compile` it holds
+    torch.compile's tracing and code generation (tens of seconds, against a fraction of a second
+    for a compiled step), and counting it would reserve a large share of a short time limit for
+    an evaluation that takes a second or two. Without `--compile` the first step is also the
+    slowest (allocations, first calls), so it is left out there too.
+    """
+
+    task: LMTask  # anything with `eval_seconds_per_token`
+    final_tokens: int  # tokens the final evaluation reads
+    tokens_per_step: int  # B * T
+    first: tuple[int, float] | None = None  # (step, elapsed) once the first step is over
+    start_step: int | None = None  # the step this process started from
+
+    def train_seconds_per_token(self, state: FitState) -> float | None:
+        """Training seconds per token over the steps after this process's first, if any."""
+        if self.start_step is None:
+            self.start_step = state.step
+        if self.first is None:
+            if state.step > self.start_step:  # the first step (and its compiling) is over
+                self.first = (state.step, state.elapsed)
+            return None
+        steps = state.step - self.first[0]
+        if steps <= 0:
+            return None
+        return (state.elapsed - self.first[1]) / (steps * self.tokens_per_step)
+
+    def __call__(self, state: FitState) -> float:
+        return predict_eval_seconds(
+            self.final_tokens, self.task.eval_seconds_per_token, self.train_seconds_per_token(state)
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
@@ -362,30 +400,23 @@ def train_loop(
 ) -> FitState:
     """`shared.fit.fit` with this stage's schedule and the final evaluation's share of the time.
 
-    The time limit covers the final evaluation too, so training stops early enough to leave
-    time for it: `final_eval_tokens` tokens at the speed the scheduled evaluations measure (the
-    same forward pass), or, before the first of them, a third of a training step's time per
-    token (a forward pass is about a third of forward + backward).
+    The config is the one source of the run's settings: the scheduled evaluation reads
+    `cfg.eval_iters` batches per split, whatever the task was built with. The time limit covers
+    the final evaluation too, so training stops early enough to leave time for it
+    (`FinalEvalReserve`).
     """
-    tokens_per_step = cfg.batch_size * task.model_config.block_size
+    task = replace(task, eval_iters=cfg.eval_iters)  # --eval_iters, whatever the task holds
     final_tokens = task.eval_windows(task.data.val, cfg.final_eval_tokens)
-    final_tokens *= task.model_config.block_size
-    started_at, elapsed_at_start = state.step, state.elapsed
-
-    def final_eval_seconds(s: FitState) -> float:
-        steps = s.step - started_at
-        train_seconds_per_token = (
-            (s.elapsed - elapsed_at_start) / (steps * tokens_per_step) if steps else None
-        )
-        return predict_eval_seconds(
-            final_tokens, task.eval_seconds_per_token, train_seconds_per_token
-        )
-
+    reserve = FinalEvalReserve(
+        task,
+        final_tokens=final_tokens * task.model_config.block_size,
+        tokens_per_step=cfg.batch_size * task.model_config.block_size,
+    )
     settings = FitSettings(
         schedule=lambda step, elapsed, seconds: lr_factor(cfg, step, elapsed, seconds),
         grad_clip=cfg.grad_clip,
         item_name="tok",
-        reserve_seconds=final_eval_seconds,
+        reserve_seconds=reserve,
     )
     return fit(
         task, model, optimizer, cfg, settings, run, state, device, precision, save, stop,

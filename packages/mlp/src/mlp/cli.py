@@ -4,10 +4,11 @@
     uv run --package mlp train --backend=torch      # the same network and batches on torch.nn
     uv run --package mlp eval                       # re-score the latest run's checkpoint
 
-`train` writes runs/mlp/<name>/: config.json, metrics.jsonl (one line per epoch), loss.png,
-accuracy.png, confusion_matrix.png and checkpoints/final (the weights, named like torch's
-nn.Sequential, so either backend can load them). `eval` rebuilds the network from the run's
-config.json, loads that checkpoint, and prints the test accuracy and the confusion matrix.
+`train` writes runs/mlp/<name>/: config.json, metrics.jsonl (one line per evaluation: every 45
+steps by default, an epoch), loss.png, accuracy.png, confusion_matrix.png and checkpoints/final
+(the weights, named like torch's nn.Sequential, so either backend can load them). `eval`
+rebuilds the network from the run's config.json, loads that checkpoint, and prints the test
+accuracy and the confusion matrix.
 """
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@
     copy_micrograd_to_torch(micrograd_model, model)        # start from the very same weights
     loader = digits_loader(x_train, y_train, batch_size=32, seed=0)
     loader.batch_sampler.set_epoch(3)            # then: the batches of data.batches(..., epoch=3)
+    for x, y in epochs_of(loader, 30): ...       # 30 epochs' batches, one after the other
 
 Everything in model_micrograd.py has a one-line counterpart here: micrograd's `nn.Linear` is
 torch's `nn.Linear` (same weight shape, (out, in), same initialisation rule), `x.relu()` is
@@ -15,12 +16,13 @@ What torch adds is the input pipeline: a `Dataset` says how to get example i, an
 `DataLoader` groups examples into batches. Our batch sampler asks data.batches() for the
 order, so the torch backend sees exactly the batches the micrograd backend sees.
 
-Everything runs on the CPU, in one thread (see `one_thread`): the network is too small for a
-GPU or for several threads to pay off.
+The network is too small for a GPU or for several threads to pay off: `mlp train` runs it on
+the CPU in one thread by default (`--device`, `--threads`). On 2 shared cores, 225 training steps
+took 6.7 s with torch's default 2 threads and 0.23 s with 1: a (32, 64) @ (64, 128) matmul
+takes microseconds, and splitting it costs more in hand-offs than it saves.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -32,22 +34,6 @@ from mlp.data import batches, n_batches
 from mlp.model_micrograd import MLPConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch's CPU ops in a single thread, then restore the previous setting.
-
-    A (32, 64) @ (64, 128) matmul takes microseconds; splitting it across threads costs more in
-    hand-offs than it saves, and on a busy machine the threads wait for each other. Measured on
-    2 shared cores: 225 training steps took 6.7 s with torch's default 2 threads, 0.23 s with 1.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_torch_mlp(cfg: MLPConfig, dtype: str = "float64") -> nn.Sequential:
@@ -63,13 +49,13 @@ def build_torch_mlp(cfg: MLPConfig, dtype: str = "float64") -> nn.Sequential:
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Mean cross-entropy, accuracy and predicted classes on (x, y), as model_micrograd.evaluate."""
-    dtype = next(model.parameters()).dtype
+    weight = next(model.parameters())  # its dtype and device are the model's
     model.eval()  # no dropout or batch norm here, but the habit matters in later stages
     with torch.no_grad():
-        logits = model(torch.as_tensor(x, dtype=dtype))  # (N, 10)
-        loss = nn.functional.cross_entropy(logits, torch.as_tensor(y))
+        logits = model(torch.as_tensor(x, dtype=weight.dtype, device=weight.device))  # (N, 10)
+        loss = nn.functional.cross_entropy(logits, torch.as_tensor(y, device=weight.device))
     model.train()
-    predictions = logits.argmax(dim=1).numpy()  # (N,)
+    predictions = logits.argmax(dim=1).cpu().numpy()  # (N,)
     return float(loss), float((predictions == y).mean()), predictions
 
 
@@ -145,3 +131,11 @@ def digits_loader(
     """A DataLoader over (x, y) yielding the batches of data.batches(len(y), batch_size, seed)."""
     dataset = DigitsDataset(x, y, dtype)
     return DataLoader(dataset, batch_sampler=SeededBatchSampler(len(dataset), batch_size, seed))
+
+
+def epochs_of(loader: DataLoader, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches for epochs 0, 1, ..., epochs - 1, one after the other: x (B, 64),
+    y (B,). The same order as data.batches(..., epoch) for each epoch in turn."""
+    for epoch in range(epochs):
+        loader.batch_sampler.set_epoch(epoch)
+        yield from loader
