@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bert.batching import EpochBatches
-from bert.glue import GlueTask, compute_metrics, get_task
+from bert.glue import GlueTask, compute_metrics, get_task, load_task
 from bert.hf import BertModule, load_folder, save_folder
 from bert.model import BertConfig, BertForSequenceClassification
 from bert.pretrained import resolve_init
@@ -77,7 +77,9 @@ class FinetuneConfig(RunOptions):
                              ge=3)  # fmt: skip
     grad_clip: float = option(1.0, "clip the gradient's global norm (0: off)", ge=0)
     dropout: float = option(0.1, "dropout on hidden states and attention weights", ge=0, lt=1)
-    freeze_embeddings: bool = option(True, "keep the word embedding matrix fixed")
+    freeze_embeddings: bool = option(
+        True, "keep a pretrained model's word embedding matrix fixed (never with --init none)"
+    )
     select_rows: int = option(
         1000, "training rows held out to pick the best checkpoint and stop early", ge=0
     )
@@ -125,11 +127,9 @@ def load_splits(
     task: GlueTask, tokenizer: BertTokenizer, max_length: int, select_rows: int, seed: int
 ) -> dict[str, Rows]:
     """train (minus the selection rows), select (held out of train), dev (GLUE's dev set)."""
-    from shared import datasets
-
-    data = datasets.load(task.dataset)
+    data = load_task(task)
     train = tokenize_split(data["train"], task, tokenizer, max_length)
-    dev = tokenize_split(data["validation"], task, tokenizer, max_length)
+    dev = tokenize_split(data[task.eval_split], task, tokenizer, max_length)
     if select_rows >= len(train):
         raise UsageError(f"--select_rows {select_rows} leaves no training rows ({len(train)})")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -316,7 +316,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
     env = setup(cfg)
     model, tokenizer, source = build_model(cfg, task)
     set_dropout(model, cfg.dropout)
-    if cfg.freeze_embeddings:
+    if cfg.freeze_embeddings and cfg.init != "none":
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     total = sum(p.numel() for p in model.parameters())
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
