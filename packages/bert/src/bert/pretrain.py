@@ -1,7 +1,7 @@
 """`bert pretrain`: a WordPiece vocabulary, then a small BERT trained by masked language modelling.
 
     texts (SST-2's and Multi30k's English training sentences by default)
-      -> WordPieceTokenizer.train(texts, vocab_size)          stage 6, saved as <run>/model/vocab.txt
+      -> WordPieceTokenizer.train(texts, vocab_size)      stage 6; saved as <run>/model/vocab.txt
       -> rows [CLS] sentence [SEP], cut to --max_length, length-grouped batches
       -> mask_tokens: 15% chosen; of those 80% [MASK], 10% random, 10% kept (a fresh mask per batch)
       -> BertForMaskedLM: logits only at the chosen positions (N, vocab), cross entropy
