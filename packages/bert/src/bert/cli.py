@@ -22,21 +22,23 @@ STAGE = "bert"
 
 
 def finetune(argv: list[str]) -> None:
-    from bert.finetune import FinetuneConfig, run_finetune
-    from bert.glue import get_task
+    from bert.finetune import FinetuneConfig, prepare, train
 
     cfg = parse_config(
         FinetuneConfig, argv, prog="bert finetune",
         description="Fine-tune a BERT on a GLUE task (SST-2 by default).",
     )  # fmt: skip
-    get_task(cfg.task)  # an unknown task fails here, before anything is written
-    run = Run.open(STAGE, cfg.resume) if cfg.resume else Run.start(STAGE, cfg, name=cfg.run_name)
-    best = run_finetune(cfg, run)
+    run = None
+    if cfg.resume:  # the run's own settings, then what this command line changes
+        run = Run.open(STAGE, cfg.resume)
+        cfg = parse_config(FinetuneConfig, argv, prog="bert finetune", saved=run.config_dict())
+    ready = prepare(cfg)
+    run = run or Run.start(STAGE, cfg, name=cfg.run_name)
+    best = train(cfg, run, ready.task, ready.model, ready.tokenizer, ready.splits, ready.env)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith(("select", "dev")))
-    print(f"best checkpoint (chosen on the held-out training rows) at step {best.get('step')}: "
-          f"{shown}")  # fmt: skip
-    run.plot_metrics("accuracy.png", [k for k in best if k.endswith("accuracy")],
-                     title=f"{cfg.task}: accuracy while fine-tuning")  # fmt: skip
+    print(f"best model (chosen on the held-out training rows) at step {best.get('step')}: {shown}")
+    accuracies = [k for k in best if k.endswith("accuracy")]
+    run.plot_metrics("accuracy.png", accuracies, title=f"{cfg.task}: accuracy while fine-tuning")
     run.plot_metrics("loss.png", ["loss", "dev_loss", "select_loss"], title="loss", logy=True)
     run.finish({"model (transformers' format)": run.folder / "model"})
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bert.batching import EpochBatches
-from bert.glue import GlueTask, compute_metrics, get_task, load_task
+from bert.glue import GlueTask, compute_metrics, get_task, load_task, registry_dataset
 from bert.hf import BertModule, load_folder, save_folder
 from bert.model import BertConfig, BertForSequenceClassification
 from bert.pretrained import resolve_init
@@ -42,7 +42,7 @@ from shared.device import autocast
 from shared.errors import UsageError
 from shared.fit import FitSettings, FitState, fit
 from shared.runs import Run, find_checkpoint
-from shared.training import RunOptions, StopSignals, lr_factor, setup
+from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor, setup
 
 
 @dataclass
@@ -72,6 +72,7 @@ class FinetuneConfig(RunOptions):
         0.01, "AdamW weight decay (not on norms, biases, embeddings)", ge=0
     )
     warmup_steps: int = option(200, "linear warmup steps", ge=0)
+    decay: Decay = option("linear", "how the rate falls after warmup, to 0 at the budget's end")
     batch_size: int = option(32, "sentences per optimizer step", ge=1)
     max_length: int = option(66, "tokens per row, [CLS] and [SEP] included; longer rows are cut",
                              ge=3)  # fmt: skip
@@ -310,23 +311,47 @@ class StopWhen:
         return self.signals.requested or self.selection.out_of_patience
 
 
-def run_finetune(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
-    """Fine-tune, keep the best model in <run>/model/, and return its scores."""
+@dataclass
+class Prepared:
+    """Everything `train` needs, made before the run folder so a failure leaves nothing."""
+
+    task: GlueTask
+    env: Setup
+    model: BertForSequenceClassification
+    tokenizer: BertTokenizer
+    splits: dict[str, Rows]
+
+
+def prepare(cfg: FinetuneConfig) -> Prepared:
+    """The task, the machine's setup, the model from --init and the tokenized data."""
     task = get_task(cfg.task)
+    registry_dataset(task)  # a task without data fails now, before the model loads
     env = setup(cfg)
     model, tokenizer, source = build_model(cfg, task)
-    set_dropout(model, cfg.dropout)
-    if cfg.freeze_embeddings and cfg.init != "none":
-        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     total = sum(p.numel() for p in model.parameters())
-    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"init: {source}; {total / 1e6:.1f}M weights, {trained / 1e6:.1f}M trained")
+    print(f"init: {source}; {total / 1e6:.1f}M weights")
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
     splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed)
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"
     )
+    return Prepared(task, env, model, tokenizer, splits)
+
+
+def train(
+    cfg: FinetuneConfig,
+    run: Run,
+    task: GlueTask,
+    model: BertForSequenceClassification,
+    tokenizer: BertTokenizer,
+    splits: dict[str, Rows],
+    env: Setup,
+) -> dict[str, float]:
+    """Fine-tune `model` on `splits`; keep the best model in <run>/model/; return its scores."""
+    set_dropout(model, cfg.dropout)
+    if cfg.freeze_embeddings and cfg.init != "none":
+        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     model.to(env.device)
     job = ClassificationTask(cfg, task, splits, tokenizer.pad_id)
     optimizer = make_optimizer(model, cfg)
@@ -346,7 +371,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
     settings = FitSettings(
         schedule=lambda step, elapsed, seconds: lr_factor(
             step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay="linear"),
+            seconds=seconds, decay=cfg.decay),
         grad_clip=cfg.grad_clip, item_name="sent",
         reserve_seconds=lambda s: job.eval_seconds,  # the final evaluation's time
     )  # fmt: skip
@@ -370,7 +395,8 @@ def save_state(folder: Path, model, optimizer, state: FitState, job: Classificat
     meta = {"step": state.step, "elapsed": state.elapsed, "sampler": job.sampler.state_dict(),
             "history": job.history, "best": selection.best,
             "evals_since_best": selection.evals_since_best,
-            "generator": state.generator.get_state().tolist()}  # fmt: skip
+            "generator": state.generator.get_state().tolist(),
+            "torch_rng": torch.get_rng_state().tolist()}  # dropout draws from it  # fmt: skip
     return save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), meta)
 
 
@@ -387,6 +413,7 @@ def resume_from(ref: str, lr: float, model, optimizer, state: FitState,
     meta = checkpoint.meta
     state.step, state.elapsed = meta["step"], meta["elapsed"]
     state.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
+    torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
     job.sampler.load_state_dict(meta["sampler"])
     job.history = list(meta["history"])
     selection.best, selection.evals_seen = dict(meta["best"]), len(job.history)

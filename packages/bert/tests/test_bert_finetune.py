@@ -1,0 +1,224 @@
+"""Fine-tuning: it learns, it keeps the model chosen on held-out training rows, it resumes
+exactly after a real Ctrl-C, and bad input fails with one clear line."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bert.finetune import FinetuneConfig, Rows, make_optimizer, train
+from bert.glue import get_task
+from bert.hf import load_folder
+from bert.model import BertConfig, BertForSequenceClassification
+from bert.tokenize import BertTokenizer
+from shared.commands import run_command
+from shared.runs import Run
+from shared.testing import dataset_or_skip
+from shared.training import setup
+from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
+
+WORDS = [
+    "good",
+    "bad",
+    "movie",
+    "film",
+    "plot",
+    "actor",
+    "scene",
+    "story",
+    "long",
+    "short",
+    "very",
+    "quite",
+    "the",
+    "a",
+]
+TINY = [
+    "--scratch.hidden_size=32",
+    "--scratch.num_hidden_layers=1",
+    "--scratch.num_attention_heads=2",
+    "--scratch.intermediate_size=64",
+]
+
+
+def _tokenizer() -> BertTokenizer:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    return BertTokenizer(WordPieceTokenizer(vocab))
+
+
+def _keyword_rows(tokenizer: BertTokenizer, n: int, seed: int) -> Rows:
+    """Random phrases; the label says whether "good" is in it (a rule attention can learn)."""
+    rng = random.Random(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        words = rng.choices([w for w in WORDS if w != "good"], k=rng.randint(2, 8))
+        label = rng.random() < 0.5
+        if label:
+            words.insert(rng.randrange(len(words) + 1), "good")
+        rows.append(tokenizer.encode(" ".join(words)))
+        labels.append(float(label))
+    return Rows(rows, labels)
+
+
+def test_finetuning_learns_a_keyword_rule_and_keeps_the_selected_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    tokenizer = _tokenizer()
+    splits = {
+        "train": _keyword_rows(tokenizer, 2000, 0),
+        "select": _keyword_rows(tokenizer, 200, 1),
+        "dev": _keyword_rows(tokenizer, 200, 2),
+    }
+    cfg = FinetuneConfig(
+        init="none",
+        max_steps=150,
+        time_limit=0,
+        eval_interval=50,
+        lr=2e-3,
+        warmup_steps=10,
+        device="cpu",
+        threads=1,
+        precision="fp32",
+        seed=3,
+    )
+    env = setup(cfg)
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+        )
+    )
+    run = Run.start("bert", cfg, name="keyword", quiet=True)
+    best = train(cfg, run, get_task("sst2"), model, tokenizer, splits, env)
+    assert best["select_accuracy"] >= 0.95, best  # chance is 0.5
+    history = [json.loads(line) for line in (run.folder / "metrics.jsonl").read_text().splitlines()]
+    selects = [r["select_accuracy"] for r in history if "select_accuracy" in r]
+    assert best["select_accuracy"] == max(selects)  # the best by the held-out training rows
+    saved = load_folder(run.folder / "model", "BertForSequenceClassification")
+    batch = splits["dev"].batch(list(range(16)), tokenizer.pad_id)
+    with torch.no_grad():  # the saved model is the selected one, and predicts like it did
+        accuracy = (
+            (saved(batch["input_ids"], batch["attention_mask"]).argmax(-1) == batch["labels"])
+            .float()
+            .mean()
+        )
+    assert accuracy >= 0.8
+
+
+def test_weight_decay_spares_norms_biases_and_embeddings():
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=20,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+        )
+    )
+    optimizer = make_optimizer(model, FinetuneConfig(max_steps=1))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in optimizer.param_groups[0]["params"]}
+    assert "bert.layers.0.ff.fc_in.weight" in decayed and "classifier.weight" in decayed
+    assert not any(n.endswith("bias") or "norm" in n or "embeddings" in n for n in decayed)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task=foo"], "not in the GLUE table"),
+        (["--task=cola"], "has no dataset in the registry"),
+        (["--lr=-1"], "--lr"),
+        (["--init=/nowhere/at/all"], "--init /nowhere/at/all"),
+    ],
+)
+def test_bad_options_fail_with_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    assert run_command("finetune", ["--stage=bert", "--max_steps=1", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bert").exists() or not any((tmp_path / "bert").iterdir())
+
+
+def test_a_vocabulary_that_does_not_match_the_checkpoint_is_refused(tmp_path, monkeypatch, capsys):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    )
+    hf.save_pretrained(tmp_path / "model")
+    _tokenizer().save(tmp_path / "model")  # 19 tokens, the checkpoint has 50
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    dataset_or_skip("sst2")
+    code = run_command(
+        "finetune", ["--stage=bert", "--max_steps=1", f"--init={tmp_path / 'model'}"]
+    )
+    assert code == 2
+    assert "vocab.txt has 19 tokens but the model was trained with 50" in capsys.readouterr().err
+
+
+def _losses(folder: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, monkeypatch):
+    dataset_or_skip("sst2")
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    common = [
+        *TINY,
+        "--init=none",
+        "--time_limit=0",
+        "--eval_interval=1000",
+        "--threads=1",
+        "--precision=fp32",
+        "--device=cpu",
+        "--select_rows=100",
+        "--decay=constant",
+        "--warmup_steps=0",
+        "--batch_size=8",
+    ]
+    command = [
+        str(Path(sys.executable).parent / "finetune"),
+        "--stage=bert",
+        *common,
+        "--max_steps=100000",
+        "--run_name=cut",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "bert" / "cut"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (folder / "metrics.jsonl").is_file() and len(_losses(folder)) >= 5:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-2000:]
+    assert f"--resume {folder}" in out
+    stopped = json.loads((folder / "checkpoints" / "interrupted" / "meta.json").read_text())["step"]
+    end = stopped + 4
+    assert (
+        run_command("finetune", ["--stage=bert", f"--resume={folder}", f"--max_steps={end}"]) == 0
+    )
+    assert (
+        run_command(
+            "finetune", ["--stage=bert", *common, f"--max_steps={end}", "--run_name=straight"]
+        )
+        == 0
+    )
+    resumed, straight = _losses(folder), _losses(tmp_path / "bert" / "straight")
+    assert sorted(resumed) == list(range(1, end + 1))
+    assert resumed == pytest.approx(straight, rel=1e-5, abs=1e-6)
