@@ -9,6 +9,7 @@ from torch import nn
 
 from transformer import (
     FeedForward,
+    FusedLayerNorm,
     LayerNorm,
     LearnedPositionalEmbedding,
     RMSNorm,
@@ -74,6 +75,26 @@ def test_rmsnorm_matches_torch(shape, eps):
     ours = RMSNorm.from_torch(theirs)
     x = torch.randn(4, 5, 3, 8, dtype=f64) * 3 + 1
     _check_output_and_grads(ours, theirs, x, [(ours.weight, theirs.weight)])
+
+
+def test_fused_layernorm_equals_the_explicit_one():
+    """FusedLayerNorm (torch's kernel) and LayerNorm (the formula): same outputs and gradients."""
+    torch.manual_seed(0)
+    explicit = LayerNorm(8, eps=1e-12, dtype=f64)
+    with torch.no_grad():
+        explicit.weight.normal_()
+        explicit.bias.normal_()
+    fused = FusedLayerNorm(8, eps=1e-12, dtype=f64)
+    fused.load_state_dict(explicit.state_dict())
+    x = torch.randn(4, 5, 8, dtype=f64, requires_grad=True) * 3 + 1
+    g = torch.randn(4, 5, 8, dtype=f64)
+    a, b = explicit(x), fused(x)
+    torch.testing.assert_close(b, a)
+    grads_a = torch.autograd.grad(a, [x, explicit.weight, explicit.bias], g)
+    grads_b = torch.autograd.grad(b, [x, fused.weight, fused.bias], g)
+    for got, want in zip(grads_b, grads_a, strict=True):
+        torch.testing.assert_close(got, want)
+    assert fused(torch.randn(2, 8).bfloat16()).dtype == torch.bfloat16
 
 
 def test_norm_rejects_wrong_width():

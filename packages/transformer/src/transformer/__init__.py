@@ -18,7 +18,7 @@ from transformer.model import (
     generate_square_subsequent_mask,
     padding_mask,
 )
-from transformer.norms import LayerNorm, RMSNorm
+from transformer.norms import FusedLayerNorm, LayerNorm, RMSNorm
 from transformer.positions import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -32,6 +32,7 @@ from transformer.translator import TransformerTranslator, TranslatorConfig
 __all__ = [
     "ClassifierConfig",
     "FeedForward",
+    "FusedLayerNorm",
     "LayerNorm",
     "LearnedPositionalEmbedding",
     "RMSNorm",

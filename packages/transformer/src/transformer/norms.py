@@ -21,6 +21,7 @@ over hundreds of features loses too many digits in 8 bits of mantissa.
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -94,6 +95,22 @@ class LayerNorm(nn.Module):
         return (
             f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
         )
+
+
+class FusedLayerNorm(LayerNorm):
+    """`LayerNorm` computed by torch's one-kernel `F.layer_norm`: the same formula, faster.
+
+    The explicit version above runs var_mean, a subtraction, a multiplication and an addition,
+    and autograd stores and replays each; the fused kernel does the forward and the backward in
+    one pass each. Later stages that are not about normalization (bert) use this one, about 10%
+    of a MiniLM training step on a 2-core CPU; a test holds it equal to `LayerNorm`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = _upcast(x)
+        weight = self.weight.to(h.dtype) if self.weight is not None else None
+        bias = self.bias.to(h.dtype) if self.bias is not None else None
+        return F.layer_norm(h, self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
