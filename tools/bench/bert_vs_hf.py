@@ -1,4 +1,4 @@
-"""Our BERT against transformers' with the same weights: step time, and SST-2 accuracy at equal time.
+"""Our BERT against transformers' with the same weights: step time, SST-2 accuracy at equal time.
 
 `--mode speed` (default): forward + backward of the packaged MiniLM (our `Bert` and transformers'
 `BertModel`, the same weights) at batch 32 x 64 tokens, training mode, interleaved rounds, the

@@ -14,8 +14,8 @@ import torch
 
 from bert.finetune import FinetuneConfig, Rows, make_optimizer, train
 from bert.glue import get_task
-from bert.hf import load_folder
-from bert.model import BertConfig, BertForSequenceClassification
+from bert.hf import load_folder, save_folder
+from bert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from bert.tokenize import BertTokenizer
 from shared.commands import run_command
 from shared.runs import Run
@@ -167,6 +167,26 @@ def test_a_vocabulary_that_does_not_match_the_checkpoint_is_refused(tmp_path, mo
     )
     assert code == 2
     assert "vocab.txt has 19 tokens but the model was trained with 50" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rows_longer_than_the_checkpoint_positions_are_refused(tmp_path, monkeypatch, capsys):
+    """A model pretrained with 64 positions cannot take --max_length 66: say so before training."""
+    tokenizer = _tokenizer()
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    save_folder(BertForMaskedLM(config), tmp_path / "model")
+    tokenizer.save(tmp_path / "model")
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    dataset_or_skip("sst2")
+    args = ["--stage=bert", "--max_steps=1", "--max_length=66", f"--init={tmp_path / 'model'}"]
+    assert run_command("finetune", args) == 2
+    err = capsys.readouterr().err
+    assert "--max_length 66 is longer than the 64 positions" in err
+    assert "give --max_length 64 or less" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def _losses(folder: Path) -> dict[int, float]:

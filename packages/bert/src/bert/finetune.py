@@ -259,6 +259,12 @@ def build_model(cfg: FinetuneConfig, task: GlueTask) -> tuple[BertModule, BertTo
             f"{folder}: vocab.txt has {tokenizer.vocab_size} tokens but the model was trained "
             f"with {model.config.vocab_size}; give the vocabulary the checkpoint was trained with"
         )
+    positions = model.config.max_position_embeddings
+    if cfg.max_length > positions:
+        raise UsageError(
+            f"--max_length {cfg.max_length} is longer than the {positions} positions {folder} "
+            f"was trained with; give --max_length {positions} or less"
+        )
     return model, tokenizer, f"{cfg.init} ({folder})"
 
 

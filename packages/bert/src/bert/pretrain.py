@@ -196,7 +196,7 @@ def run_pretrain(cfg: PretrainConfig, run: Run, texts: list[str]) -> dict[str, f
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=m.hidden_size,
         num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
-        intermediate_size=m.intermediate_size, max_position_embeddings=max(cfg.max_length, 64),
+        intermediate_size=m.intermediate_size, max_position_embeddings=max(cfg.max_length, 128),
     )  # fmt: skip
     model = BertForMaskedLM(config).to(env.device)
     print(f"BertForMaskedLM: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M weights")
