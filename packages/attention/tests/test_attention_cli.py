@@ -116,32 +116,3 @@ def test_eval_scores_a_run_on_the_real_test_set(tiny_run, capsys):
     evaluate(["--run=toy", "--limit=10", "--beam-size=1"])
     out = capsys.readouterr().out
     assert out.startswith("BLEU ") and "multi30k test_2016_flickr (10 sentences" in out
-
-
-def test_ctrl_c_finishes_the_step_keeps_the_weights_and_exits_130(runs, monkeypatch):
-    """A SIGINT while the third batch is drawn: the step finishes, checkpoints/interrupted is
-    written with the vocabularies, and training exits with 130 instead of losing the run."""
-    import os
-    import signal
-
-    import attention.train as attention_train
-    from shared.checkpoint import read_meta
-
-    real_batches = attention_train.batches
-
-    def batches_then_ctrl_c(*args, **kwargs):
-        for i, batch in enumerate(real_batches(*args, **kwargs)):
-            if i == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield batch
-
-    monkeypatch.setattr(attention_train, "batches", batches_then_ctrl_c)
-    cfg = parse_config(TrainConfig, [*TINY, "--run-name=cut"], prog="attention train")
-    run = Run.start("attention", cfg, name=cfg.run_name, quiet=True)
-    with pytest.raises(SystemExit) as stopped:
-        train_translator(cfg, run, toy_pairs(240, 0), toy_pairs(20, 1), toy_pairs(30, 2))
-    assert stopped.value.code == 130
-    assert read_meta(run.checkpoints / "interrupted")["step"] == 3
-    assert (run.folder / "vocab_de.json").is_file()
-    assert not (run.checkpoints / "final").exists()  # no epoch finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

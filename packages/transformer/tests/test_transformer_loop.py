@@ -1,16 +1,19 @@
-"""The loop's techniques, one at a time: schedules, accumulation, clipping, AdamW groups, bf16."""
+"""The recipe's techniques, one at a time: schedules, accumulation of padded sentences through
+shared.fit, AdamW groups, bf16, the selection slice."""
 
 import math
-import os
-import signal
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.device import autocast
+from shared.fit import FitSettings, FitState, fit
+from shared.runs import Run
+from shared.training import RunOptions
 from transformer.classifier import ClassifierConfig, TransformerForSequenceClassification
-from transformer.loop import accumulate_gradients, make_optimizer, optimizer_step, total_norm
+from transformer.loop import held_out, make_optimizer, total_norm
 from transformer.schedule import lr_factor, make_scheduler
 from transformer.sst2 import collate_fn
 
@@ -47,7 +50,13 @@ def test_scheduler_drives_the_optimizer():
 
 
 class _Task:
-    """The two methods accumulate_gradients uses, for the classifier."""
+    """A shared.fit.Task for the classifier that hands out the given micro-batches in turn."""
+
+    def __init__(self, batches=()):
+        self.batches = list(batches)
+
+    def train_batch(self, generator):
+        return self.batches.pop(0)
 
     def count(self, batch):
         return len(batch["labels"])
@@ -56,6 +65,9 @@ class _Task:
         return F.cross_entropy(
             model(batch["input_ids"], batch["padding_mask"]).float(), batch["labels"]
         )
+
+    def evaluate(self, model, precision_ctx):
+        return {}
 
 
 def _tiny_model(seed: int = 0) -> nn.Module:
@@ -67,38 +79,33 @@ def _tiny_model(seed: int = 0) -> nn.Module:
 EXAMPLES = [([5, 6, 7], 1), ([8, 9], 0), ([10, 11, 12, 13, 14], 1), ([15], 0)]
 
 
+def _gradients_of_one_step(model, micro_batches, tmp_path) -> dict:
+    """The gradients shared.fit accumulates over `micro_batches` in one optimizer step (with a
+    learning rate of 0, so the step leaves the weights alone)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    optimizer.param_groups[0]["peak_lr"] = 0.0
+    (tmp_path / "run").mkdir(exist_ok=True)
+    settings = FitSettings(
+        schedule=lambda *_: 1.0, grad_clip=0.0, accumulation_steps=len(micro_batches)
+    )
+    fit(_Task(micro_batches), model, optimizer, RunOptions(max_steps=1), settings,
+        Run(tmp_path / "run"), FitState(), torch.device("cpu"), "fp32")  # fmt: skip
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 @pytest.mark.parametrize("split", [[2, 2], [3, 1], [1, 1, 1, 1]])
-def test_accumulation_equals_one_big_batch(split):
+def test_accumulation_equals_one_big_batch(split, tmp_path):
     """Micro-batches padded to their own lengths, weighted by their share, give the gradients of
     the whole batch of 4 (the padding masks keep padding out of every result)."""
-    model = _tiny_model()
-    accumulate_gradients(model, _Task(), [collate_fn(EXAMPLES)], "fp32", torch.device("cpu"))
-    full = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
+    full = _gradients_of_one_step(_tiny_model(), [collate_fn(EXAMPLES)], tmp_path)
     micro, start = [], 0
     for size in split:
         micro.append(collate_fn(EXAMPLES[start : start + size]))
         start += size
-    loss = accumulate_gradients(model, _Task(), micro, "fp32", torch.device("cpu"))
-    assert loss > 0
+    accumulated = _gradients_of_one_step(_tiny_model(), micro, tmp_path)
+    assert accumulated.keys() == full.keys()
     for name, grad in full.items():
-        torch.testing.assert_close(
-            dict(model.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-5
-        )
-
-
-def test_clipping_limits_the_step_and_reports_the_norm():
-    p = nn.Parameter(torch.zeros(4))
-    p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])  # norm 5
-    model = nn.Module()
-    model.p = p
-    opt = torch.optim.SGD([p], lr=1.0)
-    assert optimizer_step(model, opt, clip=1.0) == pytest.approx(5.0)
-    torch.testing.assert_close(p.detach(), torch.tensor([-0.6, -0.8, 0.0, 0.0]))  # norm 1
-    assert p.grad is None  # zeroed for the next step
-    p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
-    assert optimizer_step(model, opt, clip=0.0) == pytest.approx(5.0)  # 0: no clipping
-    torch.testing.assert_close(p.detach(), torch.tensor([-3.6, -4.8, 0.0, 0.0]))
+        torch.testing.assert_close(accumulated[name], grad, atol=1e-6, rtol=1e-5)
 
 
 def test_adamw_leaves_biases_norms_and_embeddings_undecayed():
@@ -110,20 +117,22 @@ def test_adamw_leaves_biases_norms_and_embeddings_undecayed():
     assert "head.weight" in names
     assert not any("bias" in n or "norm" in n or "embed" in n for n in names)
     assert opt.param_groups[1]["weight_decay"] == 0.0
+    assert all(g["peak_lr"] == 1e-3 for g in opt.param_groups)  # what shared.fit schedules
 
 
 def test_bf16_autocast_on_cpu_is_close_to_fp32():
     model = _tiny_model()
     batch = collate_fn(EXAMPLES)
     cpu = torch.device("cpu")
-    fp32 = accumulate_gradients(model, _Task(), [batch], "fp32", cpu)
-    model.zero_grad()
+    fp32 = float(_Task().loss(model, batch).detach())
     seen = []
     hook = model.head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    bf16 = accumulate_gradients(model, _Task(), [batch], "bf16", cpu)
+    with autocast(cpu, "bf16"):
+        bf16 = _Task().loss(model, batch)
     hook.remove()
+    bf16.backward()
     assert seen == [torch.bfloat16]  # the matrix products ran in bfloat16
-    assert bf16 == pytest.approx(fp32, abs=0.05)
+    assert float(bf16.detach()) == pytest.approx(fp32, abs=0.05)
     assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
 
 
@@ -131,36 +140,9 @@ def test_total_norm_is_the_norm_of_everything():
     assert total_norm([torch.tensor([3.0]), torch.tensor([[4.0]])]) == pytest.approx(5.0)
 
 
-class _InterruptedTask(_Task):
-    """Sends this process a SIGINT while the loop draws its third batch, as Ctrl-C would."""
-
-    best_metric, higher_is_better = "accuracy", True
-
-    def train_batches(self, epoch):
-        for i in range(10):
-            if i == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield collate_fn(EXAMPLES)
-
-    def to_device(self, batch, device):
-        return batch
-
-    def evaluate(self, model):
-        raise AssertionError("an interrupted epoch is not evaluated")
-
-
-def test_ctrl_c_finishes_the_step_keeps_the_weights_and_exits_130(tmp_path, monkeypatch):
-    from shared.checkpoint import read_meta
-    from shared.runs import Run
-    from transformer.loop import LoopConfig, fit
-
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
-    run = Run.start("transformer", LoopConfig(), name="cut", quiet=True)
-    model = _tiny_model()
-    cfg = LoopConfig(epochs=2, batch_size=4, precision="fp32", device="cpu", threads=1)
-    with pytest.raises(SystemExit) as stopped:
-        fit(_InterruptedTask(), model, cfg, run, steps_per_epoch=10, meta={"note": "kept"})
-    assert stopped.value.code == 130
-    meta = read_meta(run.checkpoints / "interrupted")
-    assert meta["step"] == 3 and meta["note"] == "kept"  # the step under way was finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+def test_the_selection_slice_is_held_out_the_same_way_every_time():
+    train, select = held_out(100, 0.05, seed=0)
+    assert len(select) == 5 and not set(train) & set(select) and len(train) + 5 == 100
+    assert held_out(100, 0.05, seed=0) == (train, select)  # a resumed run trains on the same
+    assert held_out(100, 0.05, seed=1) != (train, select)
+    assert held_out(100, 0.0, seed=0) == (list(range(100)), [])  # 0: no selection slice

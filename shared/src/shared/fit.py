@@ -5,14 +5,46 @@ loss, the scheduled evaluation. `fit` is everything about optimisation and nothi
 problem. So a stage writes a task and calls `fit`, and `training_kit` can later run the same
 task under Accelerate or DeepSpeed without the stage knowing.
 
-    while no budget is spent and no Ctrl-C came:      --max_steps, --time_limit, StopSignals
+    while no budget is spent, no Ctrl-C came and the metric still improves:
         lr = peak * schedule(step, elapsed, seconds)   warmup, then decay as the budget ends
-        batch = task.train_batch(generator)            drawn with a generator the checkpoint saves
-        with autocast(precision):                      bf16 where native, else fp32
-            loss = task.loss(model, batch)
-        loss.backward(); clip the gradient norm; optimizer.step()
-        every --eval_interval steps: task.evaluate(model), logged and printed
-        every save_every steps: a checkpoint (the latest --keep_checkpoints kept)
+        for each of accumulation_steps micro-batches:  gradient accumulation
+            batch = task.train_batch(generator)        drawn with a generator the checkpoint saves
+            with autocast(precision):                  bf16 where native, else fp32 (or fp16)
+                loss = task.loss(model, batch)
+            scale(loss * share).backward()             share = this batch's items / all items
+        unscale (fp16); clip the gradient norm; optimizer.step()
+        every --eval_interval steps (0: at each epoch's end): task.evaluate(model), logged;
+            keep_best: save checkpoints/best when the metric improves, stop after `patience`
+            evaluations without improvement
+        every --checkpoint_interval steps (0: at each evaluation): a checkpoint, latest k kept
+
+The public API (stable; add freely, rename never):
+
+    Task                                 the protocol: train_batch(generator), count(batch),
+                                         loss(model, batch), evaluate(model, precision_ctx)
+    FitSettings(schedule, grad_clip=1.0, item_name="tok", reserve_seconds=None,
+                accumulation_steps=1, keep_best=None, evaluate_at_end=False, step_metrics=None)
+    KeepBest(metric, mode="max", patience=0, name="best")
+    FitState(step=0, elapsed=0.0, generator=None, sampler=None, scaler=None, best=None,
+             best_step=0, evaluations_since_best=0, stopped_early=False)
+        .state_dict() -> dict                JSON-ready: put it in a checkpoint's meta
+        .load_state_dict(dict)               ... and resume exactly from it
+    fit(task, model, optimizer, opts, settings, run, state, device, precision,
+        save=None, stop=None, forward_model=None) -> FitState
+    to_device(batch, device)
+    shared.epochs.EpochSampler(plan), shared.epochs.length_grouped_batches(...)
+
+Gradient accumulation adds the gradients of several micro-batches before one step: a large
+batch in the memory of a small one. Each micro-batch's mean loss is weighted by its share of
+the items (`task.count`: sentences, target tokens), so the sum is exactly the mean over the
+union, as if it were one batch. float16 (on CUDA) can underflow small gradients to zero, so
+with precision "fp16" a GradScaler multiplies the loss before backward and divides the
+gradients before clipping, skipping steps that overflowed; bfloat16 has float32's range and
+needs none.
+
+A dataset held in memory is read in epochs through `shared.epochs.EpochSampler`: the task's
+`train_batch` takes the sampler's next indices, and `state.sampler` is the same object, so fit
+can end a group of micro-batches at an epoch's end, evaluate there, and save the position.
 
 The time limit can cover work that comes after the loop (a final evaluation, say):
 `reserve_seconds(state)` says how much of it to keep free, and the loop stops that much early.
@@ -22,9 +54,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.device import autocast
+from shared.epochs import EpochSampler
 from shared.runs import Run
 from shared.training import RunOptions, StopSignals, prune_checkpoints
 
@@ -36,11 +69,12 @@ class Task(Protocol):
     """What `fit` needs from a problem."""
 
     def train_batch(self, generator: Any) -> Any:  # generator: a torch.Generator
-        """The next training batch, drawn with `generator` (whose state checkpoints keep)."""
+        """The next training batch, drawn with `generator` (whose state checkpoints keep), or
+        from an `EpochSampler` (whose position they keep)."""
         ...
 
     def count(self, batch: Any) -> int:
-        """How many items (tokens, sentences) the batch holds: the throughput's unit."""
+        """How many items (tokens, sentences) the batch's mean loss averages over."""
         ...
 
     def loss(self, model: Any, batch: Any) -> Any:  # a Module -> a scalar Tensor
@@ -53,12 +87,71 @@ class Task(Protocol):
 
 
 @dataclass
-class FitState:
-    """What changes as training runs; a checkpoint saves all of it."""
+class KeepBest:
+    """Keep the checkpoint with the best value of one evaluated metric; maybe stop when stuck.
 
-    step: int = 0
+    Choose the metric on data the reported figures do not come from (a slice held out of the
+    training set): picking the best of several checkpoints by a score is fitting to it.
+    """
+
+    metric: str  # a key of task.evaluate()'s result, e.g. "select_accuracy"
+    mode: Literal["max", "min"] = "max"  # max for an accuracy or BLEU, min for a loss
+    patience: int = 0  # stop after this many evaluations without improvement (0: never)
+    name: str = "best"  # the checkpoint's name: save(state, name)
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value > best if self.mode == "max" else value < best
+
+
+@dataclass
+class FitState:
+    """What changes as training runs; a checkpoint saves all of it (`state_dict`)."""
+
+    step: int = 0  # optimizer steps taken
     elapsed: float = 0.0  # seconds of training so far (a resumed run continues the budget)
     generator: Any = None  # a torch.Generator that draws the batches (fit makes one if None)
+    sampler: EpochSampler | None = None  # the task's epoch position, for data held in memory
+    scaler: Any = None  # fp16: a torch.amp.GradScaler, or its saved state_dict (fit makes one)
+    best: dict[str, float] | None = None  # KeepBest: the best evaluation's metrics so far
+    best_step: int = 0  # ... and its step
+    evaluations_since_best: int = 0
+    stopped_early: bool = False  # KeepBest's patience ran out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything above as JSON-ready values, for a checkpoint's meta.json."""
+        scaler = self.scaler
+        if scaler is not None and not isinstance(scaler, dict):
+            scaler = scaler.state_dict()
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "generator": None if self.generator is None else self.generator.get_state().tolist(),
+            "sampler": None if self.sampler is None else self.sampler.state_dict(),
+            "scaler": scaler,
+            "best": self.best,
+            "best_step": self.best_step,
+            "evaluations_since_best": self.evaluations_since_best,
+            "stopped_early": self.stopped_early,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue from `state_dict()`'s result; the sampler, if any, must exist already."""
+        import torch
+
+        self.step, self.elapsed = saved["step"], saved["elapsed"]
+        if saved["generator"] is not None:
+            self.generator = self.generator or torch.Generator()
+            self.generator.set_state(torch.tensor(saved["generator"], dtype=torch.uint8))
+        if saved["sampler"] is not None:
+            if self.sampler is None:
+                raise ValueError("the saved state has an epoch position: give FitState a sampler")
+            self.sampler.load_state_dict(saved["sampler"])
+        self.scaler = saved["scaler"]  # fit rebuilds the GradScaler from it
+        self.best, self.best_step = saved["best"], saved["best_step"]
+        self.evaluations_since_best = saved["evaluations_since_best"]
+        self.stopped_early = saved["stopped_early"]
 
 
 def to_device(batch: Any, device: Any) -> Any:
@@ -83,6 +176,10 @@ class FitSettings:
     grad_clip: float = 1.0  # clip the gradient's global norm to this (0: off)
     item_name: str = "tok"  # the unit of task.count(), for the progress bar
     reserve_seconds: Callable[[FitState], float] | None = None  # time kept for after the loop
+    accumulation_steps: int = 1  # micro-batches per optimizer step (fewer at an epoch's end)
+    keep_best: KeepBest | None = None  # keep the best checkpoint by an evaluated metric
+    evaluate_at_end: bool = False  # evaluate after the loop unless its last step just did
+    step_metrics: Callable[[FitState, float], dict[str, float]] | None = None  # more to log
 
 
 def fit(
@@ -95,15 +192,18 @@ def fit(
     state: FitState,
     device: Any,  # torch.device
     precision: str,
-    save: Callable[[FitState], Path] | None = None,
+    save: Callable[..., Path] | None = None,
     stop: StopSignals | None = None,
     forward_model: Any = None,  # torch.nn.Module
 ) -> FitState:
-    """Train `model` on `task` until a budget ends or a signal asks to stop; returns the state.
+    """Train `model` on `task` until a budget ends, a signal asks to stop or the kept metric
+    stops improving; returns the state.
 
     Every parameter group of `optimizer` must hold its peak rate as "peak_lr"; each step sets
     "lr" to that times the schedule. `forward_model` computes the loss when it is not `model`
-    itself (a torch.compile'd wrapper). `save(state)` writes a checkpoint and returns its folder.
+    itself (a torch.compile'd wrapper). `save(state)` writes a periodic checkpoint and returns
+    its folder; `save(state, name)` a named one (KeepBest's). `opts.eval_interval == 0` means
+    "at each epoch's end" and needs `state.sampler`.
     """
     import torch
 
@@ -111,6 +211,12 @@ def fit(
         forward_model = model
     if state.generator is None:
         state.generator = torch.Generator()
+    scaler = None
+    if precision == "fp16":  # a saved scaler's state (a dict) becomes a GradScaler again
+        scaler = torch.amp.GradScaler(device.type)
+        if isinstance(state.scaler, dict) and state.scaler:
+            scaler.load_state_dict(state.scaler)
+        state.scaler = scaler
 
     def precision_ctx():
         return autocast(device, precision)
@@ -126,7 +232,49 @@ def fit(
         seconds = training_seconds()
         out_of_time = seconds is not None and state.elapsed >= seconds
         out_of_steps = opts.max_steps and state.step >= opts.max_steps
-        return bool(out_of_time or out_of_steps or (stop is not None and stop.requested))
+        signalled = stop is not None and stop.requested
+        return bool(out_of_time or out_of_steps or signalled or state.stopped_early)
+
+    def evaluation_due() -> bool:
+        if opts.eval_interval:
+            return state.step % opts.eval_interval == 0
+        return state.sampler is not None and state.sampler.at_epoch_start
+
+    def micro_batches() -> list:
+        """`accumulation_steps` batches, or fewer where an epoch ends (it ends a group)."""
+        group = []
+        while len(group) < settings.accumulation_steps:
+            group.append(to_device(task.train_batch(state.generator), device))
+            if state.sampler is not None and state.sampler.at_epoch_start:
+                break
+        return group
+
+    def evaluate(bar: Any) -> None:
+        """The scheduled evaluation, logged and printed; KeepBest's checkpoint and patience."""
+        metrics = task.evaluate(model, precision_ctx)
+        model.train()
+        run.log(state.step, **metrics)
+        shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
+        where = f"step {state.step:5d}  {state.elapsed:5.1f}s"
+        if state.sampler is not None:
+            where += f"  epoch {state.sampler.epochs_done:.2f}"
+        keep = settings.keep_best
+        note = ""
+        if keep is not None:
+            value = metrics[keep.metric]
+            if keep.improves(value, None if state.best is None else state.best[keep.metric]):
+                state.best, state.best_step, state.evaluations_since_best = metrics, state.step, 0
+                note = f"  (best {keep.metric.replace('_', ' ')} so far"
+                if save is not None:
+                    save(state, keep.name)
+                    note += ", saved"
+                note += ")"
+            else:
+                state.evaluations_since_best += 1
+                if keep.patience and state.evaluations_since_best >= keep.patience:
+                    state.stopped_early = True
+                    note = f"  (no better {keep.metric} in {keep.patience} evaluations: stopping)"
+        bar.write(f"{where}  {shown}{note}")
 
     model.train()
     total = opts.max_steps - state.step if opts.max_steps else None
@@ -136,27 +284,48 @@ def fit(
             factor = settings.schedule(state.step, state.elapsed, training_seconds())
             for group in optimizer.param_groups:
                 group["lr"] = group["peak_lr"] * factor
-            batch = to_device(task.train_batch(state.generator), device)
-            with precision_ctx():
-                loss = task.loss(forward_model, batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            batches = micro_batches()
+            counts = [task.count(batch) for batch in batches]
+            loss_value = 0.0  # the mean over all the group's items
+            for batch, n in zip(batches, counts, strict=True):
+                with precision_ctx():
+                    loss = task.loss(forward_model, batch)  # () mean over this batch's n items
+                weighted = loss.float() * (n / sum(counts))  # its share of the group's mean
+                (scaler.scale(weighted) if scaler is not None else weighted).backward()
+                loss_value += loss.item() * (n / sum(counts))
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # the gradients are their true size again
+            logged = {"loss": loss_value, "lr": optimizer.param_groups[-1]["lr"]}
             if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                logged["grad_norm"] = float(norm)  # before clipping
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped if the gradients hold inf or NaN
+                scaler.update()
+            else:
+                optimizer.step()
             state.step += 1
-            loss_value = loss.item()
-            bar.advance(loss=loss_value, items=task.count(batch))
-            run.log(state.step, loss=loss_value, lr=optimizer.param_groups[-1]["lr"])
-            if state.step % opts.eval_interval == 0:
-                metrics = task.evaluate(model, precision_ctx)
-                model.train()
-                run.log(state.step, **metrics)
-                shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
-                bar.write(f"step {state.step:5d}  {state.elapsed:5.1f}s  {shown}")
+            bar.advance(loss=loss_value, items=sum(counts))
+            if settings.step_metrics is not None:
+                logged.update(settings.step_metrics(state, loss_value))
+            run.log(state.step, **logged)
+            evaluated = evaluation_due()
+            if evaluated:
+                evaluate(bar)
             state.elapsed += time.perf_counter() - started
-            if save is not None and state.step % opts.save_every == 0:
+            due = (
+                state.step % opts.checkpoint_interval == 0
+                if opts.checkpoint_interval
+                else evaluated
+            )
+            if save is not None and due:
                 saving = time.perf_counter()
                 prune_checkpoints(save(state).parent, opts.keep_checkpoints)
                 state.elapsed += time.perf_counter() - saving  # the time limit covers saving too
+        signalled = stop is not None and stop.requested
+        if settings.evaluate_at_end and not signalled and not evaluation_due():
+            started = time.perf_counter()
+            evaluate(bar)
+            state.elapsed += time.perf_counter() - started
     return state

@@ -1,6 +1,7 @@
 """Commands: train a German->English translator with attention, use it, score it.
 
     uv run --package attention train                      # Multi30k, then BLEU on the test set
+    uv run --package attention train --resume=RUN         # continue an interrupted run exactly
     uv run --package attention translate "Ein Mann fährt Fahrrad."
     uv run --package attention eval --beam-size=5         # BLEU of the latest run
 
@@ -22,20 +23,33 @@ from attention.train import (
     train_translator,
     translate_sentences,
 )
-from attention.translation_data import load_multi30k
+from attention.translation_data import load_multi30k, read_pairs
+from shared.checkpoint import read_meta
 from shared.config import option, parse_config
 from shared.device import autocast, pick_device, resolve_precision
 from shared.errors import ConfigError
-from shared.runs import Run
+from shared.runs import Run, find_checkpoint
 
 
 def train(argv: list[str]) -> None:
-    cfg = parse_config(
-        TrainConfig, argv, prog="attention train", description=__doc__.split("\n\n")[0]
-    )
-    data = load_multi30k()  # before the run folder: a missing dataset leaves nothing behind
+    description = __doc__.split("\n\n")[0]
+    cfg = parse_config(TrainConfig, argv, prog="attention train", description=description)
+    resume_from = None
+    if cfg.resume:  # the run's own config, under this command's options (a new --max_steps)
+        resume_from = find_checkpoint("attention", cfg.resume)
+        saved = read_meta(resume_from).get("config", {})
+        cfg = parse_config(TrainConfig, argv, prog="attention train", saved=saved)
+    # The data before the run folder: a missing dataset leaves nothing behind.
+    files = (cfg.train_file, cfg.val_file, cfg.test_file)
+    if any(f is not None for f in files):
+        if not all(f is not None for f in files):
+            raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
+        train_pairs, val_pairs, test_pairs = (read_pairs(f) for f in files)
+    else:
+        data = load_multi30k()
+        train_pairs, val_pairs, test_pairs = data["train"], data["val"], data["test_2016_flickr"]
     run = Run.start("attention", cfg, name=cfg.run_name)
-    train_translator(cfg, run, data["train"], data["val"], data["test_2016_flickr"])
+    train_translator(cfg, run, train_pairs, val_pairs, test_pairs, resume_from)
     run.finish()
 
 

@@ -10,10 +10,18 @@ batch holds sentences of similar length and little padding), and take Adam steps
 cross-entropy per target word, with gradient clipping, label smoothing and a cosine learning-rate
 decay. After each epoch: validation loss, greedy BLEU on a slice of the validation set, and a
 checkpoint. At the end: BLEU of beam search on the test pairs and a heatmap of the attention.
+The last epoch's weights are the ones kept (no epoch is chosen by a score).
+
+The loop itself is `shared.fit.fit`, the one every stage trains with; `TranslationTask` is what
+it needs to know about this problem. The epochs come from `shared.epochs.EpochSampler`, whose
+order depends on (seed, epoch) only, so a checkpoint (weights, Adam's moments, the step, the
+epoch position, every RNG state) resumes exactly: `train --resume=RUN` continues an
+interrupted run with the losses an uninterrupted one would have had (tested with a real SIGINT).
 """
 
+import dataclasses
+import json
 import math
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,23 +38,32 @@ from attention.translation_data import Example, Pair, batches, build_vocabs, enc
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
-from shared.device import (
-    autocast,
-    describe_precision,
-    pick_device,
-    pick_threads,
-    resolve_precision,
-)
+from shared.device import autocast
+from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import CheckpointError, UsageError
+from shared.fit import FitSettings, FitState, fit
 from shared.runs import Run
-from shared.seeding import seed_everything
-from shared.training import StopSignals, lr_factor
+from shared.seeding import rng_state, set_rng_state
+from shared.training import RunOptions, StopSignals, lr_factor, setup
 
 EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
+    """`attention train`: the run options every stage shares, then data, decoding, network."""
+
+    max_steps: int = option(
+        0, "stop after this many optimizer steps (0: after --epochs or the time limit)", ge=0
+    )
+    time_limit: float = option(
+        0.0, "stop training after this many seconds (0: none); the lr decays on time too", ge=0
+    )
+    eval_interval: int = option(0, "evaluate every N steps (0: at the end of each epoch)", ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "fp32", "auto: bf16 where the CPU or GPU has it natively (slower here: see the README)"
+    )
+    seed: int = option(0, "random seed for data order, dropout and weights")
     epochs: int = option(6, "passes over the training pairs", ge=1)
     batch_size: int = option(64, "sentence pairs per step", ge=1)
     lr: float = option(3e-3, "peak Adam learning rate (cosine decay to lr/20 over the run)", gt=0)
@@ -61,17 +78,14 @@ class TrainConfig:
     val_bleu_sentences: int = option(
         300, "validation sentences translated for BLEU each epoch", ge=0
     )
-    time_limit: float = option(
-        0.0, "stop training after this many seconds (0: none); the lr decays on time too", ge=0
-    )
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    precision: Literal["auto", "fp32", "bf16"] = option(
-        "fp32", "auto: bf16 where the CPU or GPU has it natively (slower here: see the README)"
-    )
-    threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)", ge=0)
-    seed: int = option(0, "random seed for data order, dropout and weights")
-    run_name: str | None = option(None, "name of the run folder (default: the start time)")
+    train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
+    val_file: Path | None = option(None, "German<TAB>English validation pairs")
+    test_file: Path | None = option(None, "German<TAB>English test pairs")
+    resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
     model: Seq2SeqConfig = option(Seq2SeqConfig, "the network")
+
+    def __post_init__(self) -> None:
+        pass  # --epochs always ends training, so neither --max_steps nor --time_limit is needed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +221,45 @@ def load_translator(
 
 
 # ----------------------------------------------------------------------------------------------
-# The loop
+# The task and the loop
+
+
+class TranslationTask:
+    """A `shared.fit.Task`: batches of similar-length pairs, epoch by epoch; the loss; the
+    evaluation after each epoch (validation loss and greedy BLEU on a slice)."""
+
+    def __init__(
+        self, cfg: TrainConfig, train: list[Example], val: list[Example], val_pairs: list[Pair],
+        src_vocab: Vocab, tgt_vocab: Vocab,
+    ) -> None:  # fmt: skip
+        self.cfg, self.train, self.val = cfg, train, val
+        self.val_pairs, self.src_vocab, self.tgt_vocab = val_pairs, src_vocab, tgt_vocab
+        lengths = [len(src) for src, _ in train]  # sorted by source length within chunks
+        self.sampler = EpochSampler(
+            lambda epoch: length_grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+        )
+
+    def train_batch(self, generator: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        group = [self.train[i] for i in self.sampler.next()]
+        return pad([s for s, _ in group]), pad([t for _, t in group])  # (B, S), (B, T)
+
+    def count(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        return int((batch[1] != PAD).sum())  # target words: the loss averages over them
+
+    def loss(self, model: Seq2Seq, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        src, tgt = batch
+        return model.loss(src, tgt, self.cfg.label_smoothing)
+
+    def evaluate(self, model: Seq2Seq, precision_ctx: Any) -> dict[str, float]:
+        device = next(model.parameters()).device
+        val_loss = evaluate_loss(model, self.val, 128, device, precision_ctx())
+        metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
+        if self.val_pairs:
+            metrics["val_bleu"], _ = bleu_on(
+                model, self.val_pairs, self.src_vocab, self.tgt_vocab, 1, 0.0, device,
+                precision_ctx(),
+            )  # fmt: skip
+        return metrics
 
 
 def train_translator(
@@ -216,12 +268,12 @@ def train_translator(
     train_pairs: Sequence[Pair],
     val_pairs: Sequence[Pair],
     test_pairs: Sequence[Pair] | None = None,
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Train on in-memory pairs, write vocabularies, checkpoint, plots and heatmap into `run`."""
-    seed_everything(cfg.seed)
-    threads_note = pick_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    """Train on in-memory pairs, write vocabularies, checkpoint, plots and heatmap into `run`;
+    with `resume_from`, continue that checkpoint's run exactly."""
+    env = setup(cfg)  # threads, device, precision (and why), seeds
+    device, precision = env.device, env.precision
     ctx = autocast(device, precision)
     src_vocab, tgt_vocab = build_vocabs(train_pairs, cfg.min_freq)
     train_ex = encode_pairs(train_pairs, src_vocab, tgt_vocab, cfg.max_len)
@@ -233,108 +285,71 @@ def train_translator(
     print(
         f"{len(train_ex):,} training pairs, vocabularies de {len(src_vocab):,} / en "
         f"{len(tgt_vocab):,} words, {n_params / 1e6:.2f}M parameters, {device}, "
-        f"{describe_precision(cfg.precision, device)}, {threads_note}",
+        f"{env.precision_note}, {env.threads_note}",
         flush=True,
     )
+    task = TranslationTask(cfg, train_ex, val_ex, list(val_pairs[: cfg.val_bleu_sentences]),
+                           src_vocab, tgt_vocab)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)  # at most; batches may be fewer
-    total_steps = cfg.epochs * steps_per_epoch
-    rng = random.Random(cfg.seed)
-    time_budget = cfg.time_limit if cfg.time_limit else math.inf  # seconds of training
-    train_seconds = 0.0
-    epoch_start = time.perf_counter()
+    opt.param_groups[0]["peak_lr"] = cfg.lr
+    total = cfg.max_steps or cfg.epochs * task.sampler.batches_per_epoch
+    state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
+    if resume_from is not None:
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        checkpoint = load_checkpoint(resume_from, expected, framework="torch")
+        model.load_state_dict(checkpoint.model)
+        opt.load_state_dict(checkpoint.optimizer)
+        opt.param_groups[0]["peak_lr"] = cfg.lr  # this command's --lr wins
+        state.load_state_dict(checkpoint.meta["fit"])
+        set_rng_state(checkpoint.meta["rng"])
+        earlier = Run(resume_from.parent.parent).metrics()
+        with open(run.metrics_path, "w", encoding="utf-8") as fh:  # the curve goes on from there
+            fh.writelines(json.dumps(m) + "\n" for m in earlier if m["step"] <= state.step)
+        print(f"resumed from {resume_from} at step {state.step}", flush=True)
 
-    def time_used() -> float:
-        return train_seconds + time.perf_counter() - epoch_start
+    def save(s: FitState, name: str | None = None) -> Path:
+        """A checkpoint that resumes exactly: weights, Adam's moments, fit's state, RNGs."""
+        src_vocab.save(run.folder / "vocab_de.json")
+        tgt_vocab.save(run.folder / "vocab_en.json")
+        return save_checkpoint(
+            run.checkpoints / (name or f"step_{s.step:06d}"),
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            optimizer=opt.state_dict(),
+            meta={"step": s.step, "epoch": s.sampler.epochs_done, "config": config_to_dict(cfg),
+                  "train_seconds": s.elapsed, "fit": s.state_dict(), "rng": rng_state()},
+        )  # fmt: skip
 
-    step, stopped_early = 0, False
-    results: dict[str, Any] = {}
-    val_bleu_pairs = list(val_pairs[: cfg.val_bleu_sentences])
-    stop = StopSignals()  # Ctrl-C or SIGTERM: finish the step, keep the weights, exit 130/143
-    with stop, run.progress(total_steps, desc="train", item_name="tok") as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            epoch_start = time.perf_counter()
-            for src, tgt in batches(train_ex, cfg.batch_size, rng, device):
-                # with a time limit, the schedule follows whichever is further along, steps or
-                # time, so that a run cut short by the clock still ends at a low learning rate:
-                # half a cosine down to lr / 20 (shared.training.lr_factor)
-                lr = cfg.lr * lr_factor(
-                    step, time_used(), warmup_steps=0, max_steps=total_steps,
-                    seconds=cfg.time_limit or None, decay="cosine", min_ratio=0.05,
-                )  # fmt: skip
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                with ctx:
-                    loss = model.loss(src, tgt, cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                step += 1
-                words = int((tgt != PAD).sum())
-                bar.advance(loss=loss.item(), items=words, epoch=epoch)
-                if step % 20 == 0:
-                    run.log(step, loss=loss.item(), lr=lr, epoch=epoch)
-                if time_used() > time_budget:
-                    stopped_early = True
-                    break
-                if stop.requested:
-                    break
-            train_seconds += time.perf_counter() - epoch_start
-            if stop.requested:
-                break
-            val_loss = evaluate_loss(model, val_ex, 128, device, ctx)
-            val_bleu = None
-            if val_bleu_pairs:
-                val_bleu, _ = bleu_on(
-                    model, val_bleu_pairs, src_vocab, tgt_vocab, 1, 0.0, device, ctx
-                )
-            run.log(
-                step,
-                val_loss=val_loss,
-                val_ppl=math.exp(min(val_loss, 50)),
-                val_bleu=val_bleu,
-                epoch=epoch,
-                train_seconds=round(train_seconds, 1),
+    settings = FitSettings(
+        # With a time limit the schedule follows whichever is further along, steps or time, so
+        # that a run cut short by the clock still ends at a low learning rate: half a cosine
+        # down to lr / 20 (shared.training.lr_factor).
+        schedule=lambda step, elapsed, seconds: lr_factor(
+            step, elapsed, warmup_steps=0, max_steps=total, seconds=seconds, decay="cosine",
+            min_ratio=0.05,
+        ),
+        grad_clip=cfg.grad_clip,
+        item_name="tok",
+        evaluate_at_end=True,  # a run cut by the time limit is evaluated where it stopped
+    )  # fmt: skip
+    with StopSignals() as stop:
+        state = fit(task, model, opt, dataclasses.replace(cfg, max_steps=total), settings, run,
+                    state, device, precision, save, stop)  # fmt: skip
+        if stop.requested:
+            folder = save(state, "interrupted")
+            print(
+                f"interrupted at step {state.step} (epoch {state.sampler.epochs_done:.2f}); "
+                f"saved {folder}\nresume with: uv run --package attention train "
+                f"--resume={run.folder}",
+                flush=True,
             )
-            shown = (
-                f", greedy BLEU on {len(val_bleu_pairs)} val {val_bleu:.1f}"
-                if val_bleu is not None
-                else ""
-            )
-            bar.write(
-                f"epoch {epoch}: val loss {val_loss:.3f} (ppl {math.exp(val_loss):.1f})"
-                f"{shown}, {train_seconds / 60:.1f} min of training"
-            )
-            results.update(epoch=epoch, val_loss=val_loss, val_bleu=val_bleu)
-            save_translator(
-                run,
-                model,
-                src_vocab,
-                tgt_vocab,
-                meta={
-                    "step": step,
-                    "epoch": epoch,
-                    "val_loss": val_loss,
-                    "config": config_to_dict(cfg),
-                    "train_seconds": train_seconds,
-                },
-            )
-            if stopped_early:
-                bar.write(f"stopping: --time_limit={cfg.time_limit:g} seconds reached")
-                break
-    if stop.requested:
-        meta = {"step": step, "epoch": epoch, "config": config_to_dict(cfg)}
-        folder = save_translator(run, model, src_vocab, tgt_vocab, meta, name="interrupted")
-        print(
-            f"interrupted at step {step} (epoch {epoch}); its weights are in {folder}, the last "
-            f"finished epoch's (if any) in {run.checkpoints / 'final'}; this stage cannot "
-            f"resume a run yet",
-            flush=True,
-        )
-        raise SystemExit(stop.exit_code)
-    results.update(train_seconds=train_seconds, steps=step, stopped_early=stopped_early)
+            raise SystemExit(stop.exit_code)
+    last = [m for m in run.metrics() if "val_loss" in m]
+    results: dict[str, Any] = {
+        "epoch": state.sampler.epochs_done, "val_loss": last[-1]["val_loss"] if last else None,
+        "val_bleu": last[-1].get("val_bleu") if last else None,
+        "train_seconds": state.elapsed, "steps": state.step,
+        "stopped_early": bool(cfg.time_limit) and state.step < total,
+    }  # fmt: skip
     run.plot_metrics("loss.png", ["loss", "val_loss"], title="cross-entropy per target word")
     if any(r.get("val_bleu") is not None for r in run.metrics()):
         run.plot_metrics("val_bleu.png", ["val_bleu"], title="greedy BLEU on validation")
@@ -350,7 +365,7 @@ def train_translator(
             f"sacrebleu 13a, cased)",
             flush=True,
         )
-        run.log(step, test_bleu=bleu)
+        run.log(state.step, test_bleu=bleu)
     (example,) = translate_sentences(
         model, [EXAMPLE_SENTENCE], src_vocab, tgt_vocab, cfg.beam_size, cfg.alpha, device
     )
@@ -359,14 +374,7 @@ def train_translator(
     )
     print(f"{EXAMPLE_SENTENCE} -> {example.text}", flush=True)
     save_translator(
-        run,
-        model,
-        src_vocab,
-        tgt_vocab,
-        meta={
-            "step": step,
-            "config": config_to_dict(cfg),
-            **results,
-        },
-    )
+        run, model, src_vocab, tgt_vocab,
+        meta={"step": state.step, "config": config_to_dict(cfg), **results},
+    )  # fmt: skip
     return results

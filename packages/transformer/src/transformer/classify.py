@@ -4,8 +4,10 @@
     uv run --package transformer train --model.pooling=cls --schedule=cosine --accumulate=2
 
 `train_classifier` builds the vocabulary from the training sentences, the model from
-`ClassifyConfig.model`, trains with `loop.fit` (dev accuracy after every epoch, best checkpoint
-kept), then writes the report: errors.md (the most confidently wrong dev sentences and the
+`ClassifyConfig.model`, and trains with `loop.train_task` (shared.fit underneath). After every
+epoch it scores the selection slice (`--select_fraction` of the training rows, held out before
+training), which picks the checkpoint kept, and the dev set, which is only reported. Then it
+writes the report: errors.md (the most confidently wrong dev sentences and the
 confusion matrix), confusion_matrix.png and the curves. By default it trains on all of GLUE's
 SST-2 training rows and reports on GLUE's dev set (872 sentences); --train_file and --dev_file
 take any `sentence<TAB>label` files instead.
@@ -21,13 +23,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from attention.vocab import Vocab
-from shared.checkpoint import load_checkpoint
 from shared.config import config_to_dict, option
+from shared.epochs import EpochSampler
 from shared.errors import ConfigError
+from shared.fit import KeepBest
 from shared.runs import Run
-from shared.seeding import seed_everything
+from shared.training import setup
 from transformer.classifier import ClassifierConfig, TransformerForSequenceClassification
-from transformer.loop import LoopConfig, fit
+from transformer.loop import LoopConfig, best_epoch, held_out, kept_weights, train_task
 from transformer.positions import plot_sinusoidal
 from transformer.report import write_classification_report
 from transformer.sst2 import (
@@ -111,76 +114,95 @@ def predict(
 
 
 class SentimentTask:
-    """What loop.fit needs: batches, the loss, and dev accuracy."""
+    """A `shared.fit.Task`: batches from an epoch sampler, the loss, and the evaluation.
 
-    best_metric = "dev_accuracy"
-    higher_is_better = True
+    `evaluate` scores the selection slice (which picks the kept checkpoint) and the dev set
+    (which is reported, never used to choose)."""
 
-    def __init__(self, cfg: ClassifyConfig, train: SentimentDataset, dev: SentimentDataset):
-        self.cfg, self.train, self.dev = cfg, train, dev
-        self.lengths = [len(ids) for ids in train.ids]
-        self.device: Any = "cpu"
+    def __init__(
+        self,
+        cfg: ClassifyConfig,
+        train: SentimentDataset,
+        dev: SentimentDataset,
+        select: SentimentDataset | None = None,
+    ):
+        self.cfg, self.train, self.dev, self.select = cfg, train, dev, select
+        lengths = [len(ids) for ids in train.ids]
+        self.sampler = EpochSampler(
+            lambda epoch: length_grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+        )
 
-    def n_batches(self) -> int:
-        return -(-len(self.train) // self.cfg.batch_size)
-
-    def train_batches(self, epoch: int):
-        for indices in length_grouped_batches(
-            self.lengths, self.cfg.batch_size, self.cfg.seed, epoch
-        ):
-            yield collate_fn([self.train[i] for i in indices])
+    def train_batch(self, generator: Any) -> dict[str, Tensor]:
+        return collate_fn([self.train[i] for i in self.sampler.next()])
 
     def count(self, batch: dict[str, Tensor]) -> int:
         return len(batch["labels"])
-
-    def to_device(self, batch: dict[str, Tensor], device: Any) -> dict[str, Tensor]:
-        self.device = device
-        return {k: v.to(device) for k, v in batch.items()}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         logits = model(batch["input_ids"], batch["padding_mask"])  # (B, 2)
         return F.cross_entropy(logits.float(), batch["labels"])
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        probs, loss = predict(model, self.dev, self.cfg.eval_batch_size, self.device)
-        labels = torch.tensor(self.dev.labels)
-        accuracy = float((probs.argmax(dim=-1) == labels).float().mean())
-        return {"dev_accuracy": accuracy, "dev_loss": loss}
+    def evaluate(self, model: nn.Module, precision_ctx: Any = None) -> dict[str, float]:
+        """Accuracy and loss on the selection slice, if any, and on the dev set (in fp32)."""
+        device = next(model.parameters()).device
+        metrics = {}
+        named = [("select", self.select), ("dev", self.dev)]
+        for name, data in [(n, d) for n, d in named if d is not None]:
+            probs, loss = predict(model, data, self.cfg.eval_batch_size, device)
+            accuracy = float((probs.argmax(dim=-1) == torch.tensor(data.labels)).float().mean())
+            metrics.update({f"{name}_accuracy": accuracy, f"{name}_loss": loss})
+        return metrics
 
 
 def build_model(cfg: ClassifyConfig, vocab: Vocab) -> TransformerForSequenceClassification:
     return TransformerForSequenceClassification(cfg.model, len(vocab), num_classes=2)
 
 
-def train_classifier(cfg: ClassifyConfig, run: Run, splits: dict) -> dict[str, Any]:
-    """Train, keep the best checkpoint, write the report; returns the best dev metrics."""
-    seed_everything(cfg.seed)
-    vocab = build_vocab(splits["train"][0], cfg.min_freq)
+def train_classifier(
+    cfg: ClassifyConfig, run: Run, splits: dict, resume_from: Path | None = None
+) -> dict[str, Any]:
+    """Train, keep the checkpoint the selection slice picks, write the report; returns the kept
+    weights' dev metrics."""
+    env = setup(cfg)  # threads, device, precision, seeds
+    sentences, labels = splits["train"]
+    fit_rows, select_rows = held_out(len(sentences), cfg.select_fraction, cfg.seed)
+    train_part = ([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows])
+    vocab = build_vocab(train_part[0], cfg.min_freq)
     vocab.save(run.folder / "vocab.json")
-    train = SentimentDataset(*splits["train"], vocab, cfg.model.max_len)
+    train = SentimentDataset(*train_part, vocab, cfg.model.max_len)
     dev = SentimentDataset(*splits["dev"], vocab, cfg.model.max_len)
+    select = None
+    if select_rows:
+        select = SentimentDataset(
+            [sentences[i] for i in select_rows], [labels[i] for i in select_rows], vocab,
+            cfg.model.max_len,
+        )  # fmt: skip
     model = build_model(cfg, vocab)
     n_params = sum(p.numel() for p in model.parameters())
     print(
-        f"{len(train):,} training and {len(dev):,} dev sentences, {len(vocab):,} words, "
-        f"{n_params:,} parameters",
+        f"{len(train):,} training sentences ({len(select_rows):,} more held out to pick the "
+        f"best epoch), {len(dev):,} dev sentences, {len(vocab):,} words, {n_params:,} parameters",
         flush=True,
     )
     if cfg.model.positions == "sinusoidal":
         plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
-    task = SentimentTask(cfg, train, dev)
+    task = SentimentTask(cfg, train, dev, select)
+    keep = KeepBest("select_accuracy", "max", cfg.patience) if select is not None else None
     meta = {"config": config_to_dict(cfg), "vocab_size": len(vocab)}
-    result = fit(task, model, cfg, run, task.n_batches(), meta=meta, items_name="ex")
+    state = train_task(task, model, cfg, run, env, meta, keep, "ex", resume_from)
 
-    # the report is about the best weights, the ones eval will load
-    best = load_checkpoint(run.checkpoints / "best", framework="torch")
-    model.load_state_dict(best.model)
-    model.to(task.device)
-    probs, _ = predict(model, dev, cfg.eval_batch_size, task.device)
+    # the report is about the kept weights, the ones eval will load
+    kept_weights(run, model, env.device)
+    probs, _ = predict(model, dev, cfg.eval_batch_size, env.device)
     accuracy = write_classification_report(run, dev.sentences, dev.labels, probs, cfg.report_errors)
+    epoch = best_epoch(state, task.sampler.batches_per_epoch, cfg.accumulate)
+    chosen = (
+        f"epoch {epoch:.2f}, chosen by select accuracy {state.best['select_accuracy']:.2%}"
+        if state.best is not None
+        else f"the last weights, epoch {epoch:.2f}"
+    )
     print(
-        f"best dev accuracy {accuracy:.2%} (epoch {result.best_epoch}), "
-        f"trained {result.seconds / 60:.1f} min",
+        f"dev accuracy {accuracy:.2%} ({chosen}), trained {state.elapsed / 60:.1f} min",
         flush=True,
     )
-    return {**result.best, "epoch": result.best_epoch, "train_seconds": result.seconds}
+    return {"dev_accuracy": accuracy, "epoch": epoch, "train_seconds": state.elapsed}

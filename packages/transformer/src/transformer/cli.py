@@ -2,6 +2,7 @@
 
     uv run --package transformer train                          # SST-2 sentiment classifier
     uv run --package transformer train --task translation       # Multi30k German -> English
+    uv run --package transformer train --resume=RUN             # continue a run exactly
     uv run --package transformer eval --run RUN --data FILE.tsv # accuracy on sentence<TAB>label
     uv run --package transformer eval --run RUN                 # a translation run: test BLEU
     uv run --package transformer translate --run RUN "Ein Mann fährt Fahrrad."
@@ -38,28 +39,49 @@ def _task_of(argv: list[str]) -> str:
     return task or "classification"
 
 
+def _resumed(argv: list[str]) -> tuple[Path | None, dict]:
+    """With --resume: the checkpoint to continue from and its run's saved config."""
+    from shared.checkpoint import read_meta
+    from shared.runs import find_checkpoint
+
+    ref = None
+    for i, token in enumerate(argv):
+        if token.startswith("--resume="):
+            ref = token.split("=", 1)[1]
+        elif token == "--resume" and i + 1 < len(argv):
+            ref = argv[i + 1]
+    if not ref:
+        return None, {}
+    folder = find_checkpoint(STAGE, ref)
+    return folder, read_meta(folder).get("config", {})
+
+
 def train(argv: list[str]) -> None:
-    if _task_of(argv) == "translation":
+    """Train; with --resume, the checkpoint's own config is the base and argv changes it (a
+    new --max_steps, say), and the run continues exactly where it stopped, in a new folder."""
+    resume_from, saved = _resumed(argv)
+    task = saved.get("task") if resume_from is not None else None
+    if (task or _task_of(argv)) == "translation":
         from transformer.translate_task import TranslationConfig, load_pairs, train_translator
 
         cfg = parse_config(
-            TranslationConfig, argv, prog="transformer train",
+            TranslationConfig, argv, prog="transformer train", saved=saved or None,
             description="Train the encoder-decoder Transformer on Multi30k German -> English.",
         )  # fmt: skip
         data = load_pairs(cfg)
         run = Run.start(STAGE, cfg, name=cfg.run_name)
-        train_translator(cfg, run, data)
+        train_translator(cfg, run, data, resume_from)
     else:
         from transformer.classify import ClassifyConfig, load_sentences, train_classifier
 
         cfg = parse_config(
-            ClassifyConfig, argv, prog="transformer train",
+            ClassifyConfig, argv, prog="transformer train", saved=saved or None,
             description="Train a transformer sentiment classifier (SST-2 by default); "
             "`--task translation --help` shows the translator's options.",
         )  # fmt: skip
         splits = load_sentences(cfg)
         run = Run.start(STAGE, cfg, name=cfg.run_name)
-        train_classifier(cfg, run, splits)
+        train_classifier(cfg, run, splits, resume_from)
     run.finish()
 
 

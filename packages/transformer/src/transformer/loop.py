@@ -1,60 +1,73 @@
-"""The training loop both tasks share, with each technique a learner should master switchable.
+"""The recipe both tasks train with, on the one loop every stage shares (`shared.fit`).
 
-    for each optimizer step:
+    for each optimizer step (shared.fit.fit):
         for each of `accumulate` micro-batches:           gradient accumulation
             with autocast(bf16 or fp16):                  mixed precision
                 loss = task.loss(model, batch)
             scaler.scale(loss * share).backward()         share = this batch's items / all items
         scaler.unscale_(optimizer)                        fp16 only: undo the loss scaling
         grad_norm = clip_grad_norm_(params, clip)         gradient clipping
-        scaler.step(optimizer); scheduler.step()          AdamW, warmup + linear/cosine decay
+        optimizer.step() at lr * lr_factor(step)          AdamW, warmup + linear/cosine decay
         log loss, lr, grad_norm, weight_norm
-    after each epoch: task.evaluate(model) on held-out data; keep the best checkpoint
+    after each epoch: task.evaluate(model); keep the checkpoint that scores best on the
+    selection slice, a part of the training data held out (--select_fraction)
+
+What this stage adds to the loop, and why:
 
 - AdamW (Loshchilov & Hutter 2019) decays the weights directly instead of adding an L2 term
   to the gradient, which Adam's per-weight scaling would distort. Biases, norm weights and
   embeddings are left undecayed (they are not the weights that overfit by growing).
 - Accumulation adds the gradients of several micro-batches before one step: a large batch in
   the memory of a small one. Each micro-batch's mean loss is weighted by its share of the items
-  (sentences or target tokens), so the sum is exactly the mean over the whole batch (tested).
+  (sentences or target tokens), so the sum is exactly the mean over the whole batch (tested,
+  in shared/tests/test_shared_fit.py and here with padded sentences).
 - Mixed precision runs matrix products in 16 bits. bfloat16 has float32's range and needs no
-  help (on the CPU, torch's autocast supports only bf16); float16 on CUDA can underflow small
-  gradients to zero, so the GradScaler multiplies the loss by a large factor before backward
-  and divides the gradients by it before the step, skipping steps that overflowed.
+  help; float16 on CUDA can underflow small gradients to zero, so a GradScaler multiplies the
+  loss by a large factor before backward and divides the gradients by it before the step,
+  skipping steps that overflowed. `--precision=auto` picks fp16 with the scaler on CUDA.
 - Clipping rescales the whole gradient when its norm exceeds `grad_clip`: one bad batch cannot
   throw the weights far. The norm before clipping is logged either way.
+- Choosing the best epoch is fitting a hyperparameter, so it is done on data the reported
+  figures do not come from: a slice of the training set held out before training
+  (`--select_fraction`; 0 keeps the last epoch's weights). Choosing it by the dev set's labels
+  and then reporting dev accuracy would overstate it.
 
-A task is anything with the methods of `Task` below: the loop knows nothing about sentiment or
-translation, so `training_kit` can later run the same tasks under Accelerate.
+Every checkpoint holds the weights, AdamW's moments, the loop's state (step, epoch position,
+best score so far, the fp16 scale) and every RNG state, so `--resume` continues a run with the
+losses an uninterrupted one would have had (tested with a real SIGINT).
 """
 
+import dataclasses
+import json
 import math
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from shared.checkpoint import save_checkpoint
+from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import option
-from shared.device import (
-    autocast,
-    describe_precision,
-    pick_device,
-    pick_threads,
-    resolve_precision,
-)
+from shared.errors import ConfigError
+from shared.fit import FitSettings, FitState, KeepBest, fit
 from shared.runs import Run
-from shared.training import StopSignals
-from transformer.schedule import Decay, make_scheduler
+from shared.seeding import rng_state, set_rng_state
+from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor
+
+STAGE = "transformer"
 
 
 @dataclass
-class LoopConfig:
-    """The techniques of the loop; the task configs add their own fields to these."""
+class LoopConfig(RunOptions):
+    """The recipe's options; the task configs add data and the network. The run options
+    (`--max_steps`, `--time_limit` in seconds, `--precision`, ...) mean what they mean in every
+    stage; the defaults that differ were measured so (one thread, seed 0)."""
 
+    max_steps: int = option(
+        0, "stop after this many optimizer steps (0: after --epochs or the time limit)", ge=0
+    )
+    eval_interval: int = option(0, "evaluate every N steps (0: at the end of each epoch)", ge=0)
     epochs: int = option(4, "passes over the training data", ge=1)
     batch_size: int = option(64, "examples per micro-batch", ge=1)
     accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation)", ge=1)
@@ -67,40 +80,46 @@ class LoopConfig:
     schedule: Decay = option("linear", "decay after warmup: linear, cosine or constant")
     min_lr_ratio: float = option(0.0, "the schedule ends at lr * this", ge=0, le=1)
     grad_clip: float = option(1.0, "clip the gradient's global norm to this (0: off)", ge=0)
+    select_fraction: float = option(
+        0.05,
+        "hold out this fraction of the training data to pick the best epoch on (0: keep the "
+        "last epoch's weights)",
+        ge=0,
+        lt=1,
+    )
+    patience: int = option(
+        0, "stop after this many evaluations without a better selection score (0: never)", ge=0
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto",
         "auto: bf16 autocast on a CPU with native bf16, else fp32; fp16 + grad scaler on CUDA",
     )
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(
         1,
         "torch CPU threads (0: as many as there are idle cores); 1 is fastest for small models "
         "on a busy CPU",
         ge=0,
     )
-    time_limit: float = option(0.0, "stop training after this many seconds (0: no limit)", ge=0)
-    seed: int = option(0, "seed for weights, data order and dropout")
-    run_name: str | None = option(None, "name of the run folder (default: the start time)")
+    seed: int = option(0, "seed for weights, data order, the selection slice and dropout")
+    resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
+
+    def __post_init__(self) -> None:
+        pass  # --epochs always ends training, so neither --max_steps nor --time_limit is needed
 
     def warmup_steps(self, total_steps: int) -> int:
         return round(self.warmup * total_steps) if self.warmup < 1 else int(self.warmup)
 
 
-class Task(Protocol):
-    """What the loop needs from a task."""
+def held_out(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(training indices, selection indices): a random `fraction` of range(n) set aside.
 
-    best_metric: str  # the key of evaluate()'s result that picks the best epoch
-    higher_is_better: bool  # True for accuracy or BLEU, False for a loss
-
-    def train_batches(self, epoch: int) -> Iterable[Any]: ...
-
-    def count(self, batch: Any) -> int: ...  # items the batch's mean loss averages over
-
-    def loss(self, model: nn.Module, batch: Any) -> Tensor: ...  # mean over the batch's items
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
-
-    def to_device(self, batch: Any, device: torch.device) -> Any: ...
+    Drawn from its own generator, so the same seed always holds out the same examples (a
+    resumed run trains on exactly the rows the interrupted one did)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+    k = round(n * fraction)
+    if fraction and (k == 0 or k == n):
+        raise ConfigError(f"--select_fraction={fraction} of {n} examples leaves no usable split")
+    return sorted(order[k:]), sorted(order[:k])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,34 +144,13 @@ def make_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), fused=fused)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = lr  # shared.fit sets "lr" to this times the schedule
+    return optimizer
 
 
-def accumulate_gradients(
-    model: nn.Module,
-    task: Task,
-    micro_batches: list[Any],
-    precision: str,
-    device: torch.device,
-    scaler: torch.amp.GradScaler | None = None,
-) -> float:
-    """Backward through every micro-batch; the gradients add up to those of their union.
-
-    Returns the mean loss over all their items.
-    """
-    counts = [task.count(b) for b in micro_batches]
-    total = sum(counts)
-    loss_sum = 0.0
-    for batch, n in zip(micro_batches, counts, strict=True):
-        with autocast(device, precision):
-            loss = task.loss(model, batch)  # mean over this micro-batch's n items
-        weighted = loss.float() * (n / total)  # its share of the whole batch's mean
-        (scaler.scale(weighted) if scaler is not None else weighted).backward()
-        loss_sum += float(loss.detach()) * n
-    return loss_sum / total
-
-
-def total_norm(tensors: Iterable[Tensor]) -> float:
+def total_norm(tensors) -> float:
     """The 2-norm of all tensors taken together, as if flattened into one vector."""
     tensors = [t.detach() for t in tensors if t is not None]
     if not tensors:
@@ -160,149 +158,125 @@ def total_norm(tensors: Iterable[Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([t.float().norm() for t in tensors])))
 
 
-def optimizer_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    clip: float,
-    scaler: torch.amp.GradScaler | None = None,
-) -> float:
-    """Unscale (fp16), clip, step, zero the gradients; returns the norm before clipping."""
-    if scaler is not None:
-        scaler.unscale_(optimizer)  # the gradients are now their true size
-    params = [p for p in model.parameters() if p.grad is not None]
-    if clip > 0:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-    else:
-        grad_norm = total_norm(p.grad for p in params)
-    if scaler is not None:
-        scaler.step(optimizer)  # skipped if the gradients hold inf or NaN
-        scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
+def resolve_loop_precision(cfg: LoopConfig, env: Setup) -> str:
+    """The shared verdict, except that auto on CUDA takes the classic recipe: fp16 + scaler."""
+    if cfg.precision == "auto" and env.device.type == "cuda" and env.precision == "bf16":
+        return "fp16"
+    return env.precision
 
 
-def grouped(batches: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """[b1, b2, b3, b4, b5], 2 -> [b1, b2], [b3, b4], [b5]."""
-    group: list[Any] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
+def steps_per_epoch(batches_per_epoch: int, accumulate: int) -> int:
+    return math.ceil(batches_per_epoch / accumulate)  # a group of micro-batches ends an epoch
 
 
 # ----------------------------------------------------------------------------------------------
-# The loop
+# Training a task
 
 
-@dataclass
-class FitResult:
-    best: dict[str, float]  # evaluate()'s result at the best epoch
-    best_epoch: int
-    steps: int
-    seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)  # one evaluate() per epoch
-
-
-def fit(
-    task: Task,
+def train_task(
+    task: Any,  # a shared.fit.Task with a `sampler` (shared.epochs.EpochSampler)
     model: nn.Module,
     cfg: LoopConfig,
     run: Run,
-    steps_per_epoch: int,
-    meta: dict[str, Any] | None = None,
-    items_name: str = "ex",
-) -> FitResult:
-    """Train `model` on `task` for cfg.epochs, evaluating and keeping the best after each epoch.
+    env: Setup,
+    meta: dict[str, Any],
+    keep_best: KeepBest | None,
+    item_name: str = "ex",
+    resume_from: Path | None = None,
+) -> FitState:
+    """Train with `shared.fit.fit`; the chosen weights end in checkpoints/best.
 
-    `steps_per_epoch` is the number of micro-batches per epoch (for the schedule and the bar).
-    The best weights go to run.checkpoints/"best" with `meta` and the epoch's metrics.
+    With `keep_best`, fit saves the checkpoint that scores best; without, the last weights are
+    saved as "best" at the end. On Ctrl-C or SIGTERM: checkpoints/interrupted, the command that
+    resumes it, exit 130 or 143.
     """
-    device = pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    if cfg.precision == "auto" and device.type == "cuda" and precision == "bf16":
-        precision = "fp16"  # the classic CUDA recipe: fp16 autocast with a grad scaler
-    threads_note = pick_threads(cfg.threads)
+    device = env.device
+    precision = resolve_loop_precision(cfg, env)
     model.to(device)
-    fused = device.type in ("cpu", "cuda")
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.beta2, fused=fused)
-    updates_per_epoch = math.ceil(steps_per_epoch / cfg.accumulate)
-    total_updates = cfg.epochs * updates_per_epoch
-    scheduler = make_scheduler(
-        optimizer, cfg.warmup_steps(total_updates), total_updates, cfg.schedule, cfg.min_lr_ratio
+    optimizer = make_optimizer(
+        model, cfg.lr, cfg.weight_decay, cfg.beta2, fused=device.type in ("cpu", "cuda")
     )
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    note = precision if precision == "fp16" else describe_precision(cfg.precision, device)
+    per_epoch = steps_per_epoch(task.sampler.batches_per_epoch, cfg.accumulate)
+    total = cfg.max_steps or cfg.epochs * per_epoch
+    warmup = cfg.warmup_steps(total)
+    state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
+    if resume_from is not None:
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        checkpoint = load_checkpoint(resume_from, expected, framework="torch")
+        model.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        for group in optimizer.param_groups:
+            group["peak_lr"] = cfg.lr  # this command's --lr wins, as in the printed config
+        state.load_state_dict(checkpoint.meta["fit"])
+        set_rng_state(checkpoint.meta["rng"])
+        earlier = Run(resume_from.parent.parent).metrics()
+        with open(run.metrics_path, "w", encoding="utf-8") as fh:  # the curve goes on from there
+            fh.writelines(json.dumps(m) + "\n" for m in earlier if m["step"] <= state.step)
     print(
-        f"device {device} ({threads_note}), precision {note}, {total_updates} optimizer steps",
+        f"device {device} ({env.threads_note}), precision "
+        f"{precision if precision == 'fp16' else env.precision_note}, {total} optimizer steps "
+        f"({per_epoch} an epoch)" + (f"; resumed at step {state.step}" if resume_from else ""),
         flush=True,
     )
 
-    start = time.perf_counter()
-    deadline = start + cfg.time_limit if cfg.time_limit else math.inf
-    best: dict[str, float] = {}
-    best_epoch, step = 0, 0
-    smooth, smooth_weight = 0.0, 0.0  # an exponential moving average of the loss, for the plot
-    history = []
-    stop = StopSignals()  # Ctrl-C or SIGTERM: finish the step, keep the weights, exit 130/143
-    progress = run.progress(total_updates, desc="train", unit="step", item_name=items_name)
-    with stop, progress as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            for group in grouped(task.train_batches(epoch), cfg.accumulate):
-                group = [task.to_device(b, device) for b in group]
-                lr = optimizer.param_groups[0]["lr"]
-                loss = accumulate_gradients(model, task, group, precision, device, scaler)
-                grad_norm = optimizer_step(model, optimizer, cfg.grad_clip, scaler)
-                scheduler.step()
-                step += 1
-                weight_norm = total_norm(model.parameters())
-                smooth = 0.98 * smooth + 0.02 * loss
-                smooth_weight = 0.98 * smooth_weight + 0.02  # corrects the average's start at 0
-                run.log(
-                    step, loss=loss, loss_smooth=smooth / smooth_weight, lr=lr,
-                    grad_norm=grad_norm, weight_norm=weight_norm,
-                )  # fmt: skip
-                bar.advance(loss=loss, items=sum(task.count(b) for b in group))
-                if time.perf_counter() > deadline or stop.requested:
-                    break
-            if stop.requested:
-                break
-            model.eval()
-            metrics = task.evaluate(model)
-            history.append(metrics)
-            run.log(step, epoch=epoch, **metrics)
-            line = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            key, sign = task.best_metric, 1 if task.higher_is_better else -1
-            improved = not best or sign * metrics[key] > sign * best[key]
-            if improved:
-                best, best_epoch = metrics, epoch
-                save_checkpoint(
-                    run.checkpoints / "best",
-                    model.state_dict(),
-                    meta={**(meta or {}), "epoch": epoch, "step": step, "metrics": metrics},
-                )
-            bar.write(
-                f"epoch {epoch}/{cfg.epochs}  {line}{'  (best so far, saved)' if improved else ''}"
-            )
-            if time.perf_counter() > deadline:
-                bar.write(f"time limit of {cfg.time_limit:g} s reached after epoch {epoch}")
-                break
-    if stop.requested:
-        folder = save_checkpoint(
-            run.checkpoints / "interrupted",
+    def save(s: FitState, name: str | None = None) -> Path:
+        return save_checkpoint(
+            run.checkpoints / (name or f"step_{s.step:06d}"),
             model.state_dict(),
-            meta={**(meta or {}), "epoch": epoch, "step": step, "metrics": {}},
+            optimizer=optimizer.state_dict(),
+            meta={
+                **meta, "step": s.step, "epoch": s.sampler.epochs_done, "metrics": s.best or {},
+                "fit": s.state_dict(), "rng": rng_state(),
+            },
+        )  # fmt: skip
+
+    smooth = [0.0, 0.0]  # an exponential moving average of the loss and its weight, for the plot
+
+    def step_metrics(s: FitState, loss: float) -> dict[str, float]:
+        smooth[0] = 0.98 * smooth[0] + 0.02 * loss
+        smooth[1] = 0.98 * smooth[1] + 0.02  # corrects the average's start at 0
+        return {"loss_smooth": smooth[0] / smooth[1], "weight_norm": total_norm(model.parameters())}
+
+    settings = FitSettings(
+        schedule=lambda step, elapsed, seconds: lr_factor(
+            step, 0.0, warmup_steps=warmup, max_steps=total, decay=cfg.schedule,
+            min_ratio=cfg.min_lr_ratio,
+        ),  # by steps alone: a resumed run's rates are the uninterrupted run's
+        grad_clip=cfg.grad_clip,
+        item_name=item_name,
+        accumulation_steps=cfg.accumulate,
+        keep_best=keep_best,
+        evaluate_at_end=True,  # a run cut by the time limit is evaluated where it stopped
+        step_metrics=step_metrics,
+    )  # fmt: skip
+    opts = dataclasses.replace(cfg, max_steps=total)
+    with StopSignals() as stop:
+        state = fit(
+            task, model, optimizer, opts, settings, run, state, device, precision, save, stop
         )
-        print(
-            f"interrupted at step {step} (epoch {epoch}); its weights are in {folder}, the best "
-            f"epoch's (if one finished) in {run.checkpoints / 'best'}; this stage cannot resume "
-            f"a run yet",
-            flush=True,
-        )
-        raise SystemExit(stop.exit_code)
-    return FitResult(best, best_epoch, step, time.perf_counter() - start, history)
+        if stop.requested:
+            folder = save(state, "interrupted")
+            print(
+                f"interrupted at step {state.step} (epoch {state.sampler.epochs_done:.2f}); "
+                f"saved {folder}\nresume with: uv run --package {STAGE} train "
+                f"--resume={run.folder}",
+                flush=True,
+            )
+            raise SystemExit(stop.exit_code)
+    if keep_best is None:
+        save(state, "best")  # no selection: the last weights are the ones kept
+    return state
+
+
+def best_epoch(state: FitState, batches_per_epoch: int, accumulate: int) -> float:
+    """The epoch (fractional if cut short) whose weights were kept."""
+    step = state.best_step if state.best is not None else state.step
+    return step / steps_per_epoch(batches_per_epoch, accumulate)
+
+
+def kept_weights(run: Run, model: nn.Module, device: Any) -> dict[str, Any]:
+    """Load checkpoints/best into `model`; returns its meta."""
+    best = load_checkpoint(run.checkpoints / "best", framework="torch")
+    model.load_state_dict(best.model)
+    model.to(device)
+    return best.meta

@@ -9,11 +9,11 @@ training split only: a dev word never seen in training becomes <unk>, as it woul
 Dynamic padding: `collate_fn` pads a batch to its own longest sentence, not to a global maximum,
 and returns the padding mask the encoder needs (True at padding, torch's key_padding_mask).
 SST-2's training rows are mostly short phrases (median 7 words, some over 50), so
-`length_grouped_batches` also puts sentences of similar length together (shuffle, sort within
-chunks of 50 batches, shuffle the batches): far less padding, the same randomness per epoch.
+`length_grouped_batches` (from `shared.epochs`, which every stage's epochs use) also puts
+sentences of similar length together (shuffle, sort within chunks of 50 batches, shuffle the
+batches): far less padding, the same randomness per epoch.
 """
 
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from attention.vocab import PAD, Vocab
+from shared.epochs import length_grouped_batches  # noqa: F401 (this stage's name for it)
 from shared.errors import UsageError
 
 
@@ -62,22 +63,6 @@ def collate_fn(batch: Sequence[tuple[list[int], int]]) -> dict[str, Tensor]:
     padding_mask = torch.arange(longest).unsqueeze(0) >= lengths.unsqueeze(1)  # (B, T)
     labels = torch.tensor([y for _, y in batch], dtype=torch.long)  # (B,)
     return {"input_ids": input_ids, "padding_mask": padding_mask, "labels": labels}
-
-
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, chunk_batches: int = 50
-) -> list[list[int]]:
-    """Index lists of similar-length examples: shuffled, sorted within chunks, batches shuffled."""
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    chunk = batch_size * chunk_batches
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:

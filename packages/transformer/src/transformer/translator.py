@@ -71,7 +71,9 @@ class TransformerTranslator(nn.Module):
             if cfg.share_embeddings
             else nn.Embedding(src_vocab_size, d, padding_idx=pad_id)
         )
-        for embed in {self.src_embed, self.tgt_embed}:
+        # A list, not a set: a set of modules iterates in the order of their memory addresses,
+        # so the two tables drew their random numbers in an order that changed from run to run.
+        for embed in dict.fromkeys([self.src_embed, self.tgt_embed]):  # one table if shared
             nn.init.normal_(embed.weight, std=d**-0.5)  # times sqrt(d) below: unit scale
         self.position = SinusoidalPositionalEncoding(d, cfg.max_len)
         self.dropout = nn.Dropout(cfg.dropout)
