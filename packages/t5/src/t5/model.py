@@ -21,7 +21,7 @@ What T5 changed against the transformer stage's encoder-decoder, and why:
 
 - **No position embeddings.** Each attention score gets a learned scalar per head that depends
   only on the *distance* j - i between key and query, bucketed: exact for small distances,
-  logarithmic up to `relative_attention_max_distance`, one shared bucket beyond it
+  logarithmic up to `relative_attention_max_distance`, one shared bucket for the farthest
   (`relative_position_bucket`). The model cannot tell where a token is, only how far apart two
   are, so what it learns at one offset holds at every offset (tested: shifting both positions
   leaves the bias unchanged) and a longer input than any seen in training still gets sensible
@@ -124,11 +124,13 @@ def relative_position_bucket(
 
     Within one direction's n buckets, the first n/2 are exact (distance 0, 1, ..., n/2 - 1);
     the rest cover n/2 .. max_distance on a log scale, so that nearby words are told apart
-    precisely and far ones only roughly; every distance >= max_distance shares the last
-    bucket. With the defaults (32 buckets, 128, bidirectional): distances 0..7 have a bucket
-    each, 8..11 share one, then 12..15, 16..22, ..., 91..127, and 128 on all share bucket 15
-    (+16 for keys after the query). The float operations are those of Mesh TensorFlow, in the
-    same order, so every boundary falls where T5's does (tested against transformers).
+    precisely and far ones only roughly; the scale would reach bucket n at max_distance, so the
+    last bucket takes everything from its lower edge on. With the defaults (32 buckets, 128,
+    bidirectional), keys before the query: distances 0..7 have a bucket each (0..7), then
+    8..11 -> 8, 12..15 -> 9, 16..22 -> 10, 23..31 -> 11, 32..45 -> 12, 46..63 -> 13,
+    64..90 -> 14, and 91 on -> 15; keys after the query use 16 + the same (distance 0 stays 0).
+    The float operations are those of Mesh TensorFlow, in the same order, so every boundary
+    falls where T5's does (tested against transformers).
     """
     buckets = torch.zeros_like(relative_position, dtype=torch.long)
     if bidirectional:
