@@ -20,7 +20,8 @@ in t5.data.preprocessors, without the random roll):
                    tokens into k non-empty runs, also at random; then they alternate:
                    run 0, span 0, run 1, span 1, ..., run k-1, span k-1
 
-so the text always starts with kept tokens and ends with a noise span. (T5 does not clamp k; we
+so the text always starts with kept tokens and ends with a noise span; a single token stays
+as it is (T5 draws for length 2 and keeps the first token). (T5 does not clamp k; we
 cap it at length - n so that every run can be non-empty, which only matters for noise
 densities far above 0.5.)
 
@@ -92,7 +93,9 @@ def span_corruption(
     span_number = starts.long().cumsum(0) - 1  # (T,) which span a noise token belongs to
 
     # inputs: kept tokens, and each span's first token replaced by its sentinel, the rest gone
-    inputs = torch.where(starts, sentinel_of[span_number.clamp(min=0)], ids)[~noise | starts]
+    inputs = ids.clone()
+    inputs[starts] = sentinel_of
+    inputs = inputs[~noise | starts]
     # targets: each span's sentinel, then its tokens
     pieces = []
     for s in range(num_spans):
