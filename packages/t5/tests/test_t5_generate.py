@@ -62,8 +62,8 @@ def test_greedy_equals_transformers(seed):
 @pytest.mark.parametrize(
     "num_beams, length_penalty, early_stopping",
     [(3, 1.0, False), (4, 1.0, False), (4, 0.6, True), (3, 2.0, "never"), (4, -0.5, False),
-     (3, 0.0, True)],  # fmt: skip
-)
+     (3, 0.0, True)],
+)  # fmt: skip
 def test_beam_search_equals_transformers(num_beams, length_penalty, early_stopping):
     transformers = pytest.importorskip("transformers")
     transformers.logging.set_verbosity_error()

@@ -48,9 +48,13 @@ def test_encoder_position_bias_depends_only_on_the_distance():
     bias = attn.position_bias(30, 30)[0]  # (h, L, S)
     # shifting query and key by the same amount leaves the bias unchanged
     for shift in (1, 5, 17):
-        torch.testing.assert_close(bias[:, shift:, shift:], bias[:, :-shift, :-shift], rtol=0, atol=0)
+        torch.testing.assert_close(
+            bias[:, shift:, shift:], bias[:, :-shift, :-shift], rtol=0, atol=0
+        )
     # and a query offset (the cache's) is the same as cutting rows off a longer square
-    torch.testing.assert_close(attn.position_bias(3, 30, offset=27)[0], bias[:, 27:], rtol=0, atol=0)
+    torch.testing.assert_close(
+        attn.position_bias(3, 30, offset=27)[0], bias[:, 27:], rtol=0, atol=0
+    )
 
 
 def test_decoder_logits_with_a_cache_equal_the_whole_prefix():

@@ -1,4 +1,4 @@
-"""Span corruption: the noise statistics T5 asks for, and nothing lost between inputs and targets."""
+"""Span corruption: the noise statistics T5 asks for, nothing lost between inputs and targets."""
 
 import pytest
 import torch

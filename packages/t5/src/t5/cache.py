@@ -1,4 +1,4 @@
-"""The decoder's KV cache: self-attention keys and values that grow, cross-attention ones that don't.
+"""The decoder's KV cache: self-attention keys and values that grow, cross-attention ones fixed.
 
 An encoder-decoder caches two different things per decoder layer:
 

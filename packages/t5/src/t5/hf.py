@@ -119,7 +119,9 @@ def from_hf(hf_model: nn.Module) -> T5:
             continue  # in some old checkpoints; transformers ignores it too
         target = our_name(name, gated)
         if tuple(tensor.shape) != tuple(ours[target].shape):
-            raise ValueError(f"{name}: shape {tuple(tensor.shape)}, ours {tuple(ours[target].shape)}")
+            raise ValueError(
+                f"{name}: shape {tuple(tensor.shape)}, ours {tuple(ours[target].shape)}"
+            )
         loaded[target] = tensor.detach().clone()
     missing = set(ours) - set(loaded)
     if missing:
