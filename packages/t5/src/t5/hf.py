@@ -99,6 +99,8 @@ def config_from_hf(hf_config: object) -> T5Config:
     tied = bool(values.get("tie_word_embeddings", True) if scale is None else scale)
     kept = {f.name: values[f.name] for f in fields(T5Config) if values.get(f.name) is not None}
     kept["tie_word_embeddings"] = tied
+    if isinstance(kept.get("eos_token_id"), list):  # transformers allows several; T5 has one
+        kept["eos_token_id"] = kept["eos_token_id"][0]
     return T5Config(**kept)
 
 
