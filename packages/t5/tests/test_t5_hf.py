@@ -88,6 +88,22 @@ def test_round_trip_leaves_every_tensor_unchanged(ff, tied):
         torch.testing.assert_close(ours.eval()(ids, dec, mask), want, atol=1e-5, rtol=1e-5)
 
 
+def test_the_transformer_stages_rmsnorm_is_t5s_layer_norm():
+    """float32: the same numbers. bf16: T5's norm rounds once more (before the weight)."""
+    from transformer import RMSNorm
+
+    torch.manual_seed(4)
+    theirs = transformers.models.t5.modeling_t5.T5LayerNorm(16, eps=1e-6)
+    with torch.no_grad():
+        theirs.weight.normal_(1.0, 0.2)
+    ours = RMSNorm(16, eps=1e-6)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(3, 5, 16) * 7
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+    ours, theirs, x = ours.bfloat16(), theirs.bfloat16(), x.bfloat16()
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-2, atol=1e-2)  # bf16's last bit
+
+
 def test_name_table_inverts():
     for gated in (False, True):
         model = T5(T5Config(**TINY, feed_forward_proj="gated-gelu" if gated else "relu",

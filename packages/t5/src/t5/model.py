@@ -53,9 +53,11 @@ Decoding one token at a time: `T5.decode(..., cache=T5Cache)` feeds only the new
 tokens; each layer appends their keys and values to its self-attention buffers and computes
 the cross-attention keys and values of the source once (see cache.py and generate.py).
 
-Names follow the transformer stage (self_attn, cross_attn, ff.fc_in, norm1..3) where a piece has
-a twin there, and transformers' T5 (q, k, v, o, relative_attention_bias) where it has not;
-`t5.hf` holds the table of both.
+Names follow the transformer stage (self_attn, cross_attn, ff.fc_in / ff.gate, up, down, norm1
+before self-attention, norm2 before cross-attention) where a piece has a twin there, and
+transformers' T5 (q, k, v, o, relative_attention_bias) where it has not. The norm before the
+feed-forward is `norm_ff` in both stacks (torch's numbering would make it norm2 in the encoder
+and norm3 in the decoder). `t5.hf` holds the table of both.
 """
 
 import math
