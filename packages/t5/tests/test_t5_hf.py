@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from t5 import T5, T5Config
+from t5 import T5, T5Config, seq2seq_loss, shift_right
 from t5.hf import from_hf, hf_name, our_name, to_hf
 
 transformers = pytest.importorskip("transformers")
@@ -86,6 +86,20 @@ def test_round_trip_leaves_every_tensor_unchanged(ff, tied):
     with torch.no_grad():  # and transformers computes the same function from them
         want = hf.eval()(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
         torch.testing.assert_close(ours.eval()(ids, dec, mask), want, atol=1e-5, rtol=1e-5)
+
+
+def test_loss_with_labels_equals_transformers():
+    """transformers shifts the labels itself; ours does it with shift_right. -100 is ignored."""
+    hf = _hf_model("gated-gelu", False, seed=3)
+    ours = from_hf(hf)
+    ids, mask, _ = _inputs(3)
+    labels = torch.randint(2, 61, (3, 9))
+    labels[1, 6:] = -100  # padding in the labels
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
+        decoder_input_ids = shift_right(labels, decoder_start_token_id=0, pad_token_id=0)
+        got = seq2seq_loss(ours(ids, decoder_input_ids, mask), labels)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
 def test_the_transformer_stages_rmsnorm_is_t5s_layer_norm():

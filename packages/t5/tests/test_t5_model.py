@@ -111,3 +111,16 @@ def test_tied_output_is_rescaled_and_untied_has_its_own_matrix():
     torch.testing.assert_close(tied.logits(y), (y * 16**-0.5) @ tied.shared.weight.T)
     untied = T5(T5Config(**TINY, tie_word_embeddings=False))
     assert untied.lm_head is not None and untied.lm_head.weight is not untied.shared.weight
+
+
+def test_dropout_only_in_training_and_a_full_cache_is_refused():
+    torch.manual_seed(5)
+    model = T5(T5Config(**{**TINY, "dropout_rate": 0.3}))
+    src, dec = torch.randint(2, 61, (2, 6)), torch.randint(2, 61, (2, 4))
+    assert not torch.equal(model.train()(src, dec), model(src, dec))  # two dropout draws
+    assert torch.equal(model.eval()(src, dec), model(src, dec))
+    cache = model.new_cache(2)
+    memory = model.encode(src)
+    model.decode(dec[:, :2], memory, cache=cache)
+    with pytest.raises(ValueError, match="holds 2 decoder tokens"):
+        model.decode(dec[:, 2:3], memory, cache=cache)
