@@ -226,6 +226,8 @@ class T5Attention(nn.Module):
             k, v = self._heads(self.k(source)), self._heads(self.v(source))  # (B_src, h, S, d_kv)
             if cache is not None:
                 cache.set_cross(layer, k, v)
+        if B % k.size(0):
+            raise ValueError(f"{B} decoder rows cannot share {k.size(0)} source rows evenly")
         groups = B // k.size(0)  # rows of x per source row: 1, or the number of beams
         if groups > 1:  # (B_src * g, h, L, d_kv) -> (B_src, h, g * L, d_kv)
             q = q.view(k.size(0), groups, self.num_heads, L, self.d_kv).transpose(1, 2)
