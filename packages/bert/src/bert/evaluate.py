@@ -53,7 +53,7 @@ def evaluate_run(run: Run, cfg: Any) -> dict[str, float]:
         print(report.text())
         png = plot_confusion(report.confusion, report.label_names,
                              run.folder / f"confusion_{task.name}.png",
-                             title=f"{task.name}: {source}")  # fmt: skip
+                             title=source if cfg.file is None else f"{task.name}: {source}")  # fmt: skip
         print(f"wrote {png}")
         metrics = {**metrics, "f1": report.f1, "accuracy": report.accuracy}
     return metrics
