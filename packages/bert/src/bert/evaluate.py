@@ -51,9 +51,9 @@ def evaluate_run(run: Run, cfg: Any) -> dict[str, float]:
         report = classification_report(texts, [int(y) for y in labels], probabilities,
                                        label_names=task.label_names, k=cfg.mistakes)  # fmt: skip
         print(report.text())
+        title = source if cfg.file is None else f"{task.name}: {source}"
         png = plot_confusion(report.confusion, report.label_names,
-                             run.folder / f"confusion_{task.name}.png",
-                             title=source if cfg.file is None else f"{task.name}: {source}")  # fmt: skip
+                             run.folder / f"confusion_{task.name}.png", title=title)  # fmt: skip
         print(f"wrote {png}")
         metrics = {**metrics, "f1": report.f1, "accuracy": report.accuracy}
     return metrics
