@@ -243,3 +243,22 @@ def test_ctrl_c_saves_and_resume_continues_to_the_same_losses(tmp_path, runs, ca
     resumed, straight = losses(folder), losses(runs / "t5" / "straight")
     assert sorted(resumed) == list(range(1, end + 1))
     assert resumed == pytest.approx(straight, rel=1e-5, abs=1e-6)
+
+
+def test_pretrain_resumes_exactly(tmp_path, runs):
+    """The span corruption's generator, the epoch position and dropout's RNG all resume."""
+    rng = random.Random(2)
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(" ".join(rng.choices(WORDS, k=rng.randint(4, 10)))
+                              for _ in range(300)))  # fmt: skip
+    common = ["--stage=t5", f"--text_file={text}", "--vocab_size=48", "--num_sentinels=8",
+              "--chunk_length=16", "--val_rows=10", "--time_limit=0", "--eval_interval=6",
+              "--batch_size=8", "--warmup_steps=0", "--decay=constant", *TINY,
+              "--model.dropout=0.1"]  # fmt: skip
+    assert run_command("pretrain", [*common, "--max_steps=6", "--run_name=cut"]) == 0
+    folder = runs / "t5" / "cut"
+    assert run_command("pretrain", ["--stage=t5", f"--resume={folder}", "--max_steps=10"]) == 0
+    assert run_command("pretrain", [*common, "--max_steps=10", "--run_name=straight"]) == 0
+    resumed, straight = losses(folder), losses(runs / "t5" / "straight")
+    assert sorted(resumed) == list(range(1, 11))
+    assert resumed == pytest.approx(straight, rel=1e-5, abs=1e-6)
