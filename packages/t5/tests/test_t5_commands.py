@@ -109,7 +109,8 @@ def test_eval_and_generate_read_the_run_back(trained, capsys):
     args = ["--stage=t5", f"--run={folder}", "--beam_size=1", "keyword: cat good dog"]
     assert run_command("generate", args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "yes"
-    assert run_command("generate", ["--stage=t5", f"--run={folder}", "first: moon cat"]) == 0
+    args = ["--stage=t5", f"--run={folder}", "--text", "first: moon cat"]
+    assert run_command("generate", args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] in WORDS
 
 
@@ -159,7 +160,7 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
                        "--run_name=from_pre")  # fmt: skip
     assert run_command("finetune", ft) == 0
     out = capsys.readouterr().out
-    assert f"init: {folder / 'checkpoints' / 'final'}" in out
+    assert f"loaded {folder / 'checkpoints' / 'final'}" in out
     tokenizer = json.loads(
         (runs / "t5" / "from_pre" / "tokenizer" / "t5_tokenizer.json").read_text()
     )

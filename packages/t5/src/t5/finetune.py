@@ -284,6 +284,9 @@ def resolve_init(cfg: FinetuneConfig) -> tuple[T5Tokenizer | None, T5Config | No
 
     config = config_from_meta(read_meta(folder), str(folder))
     config.dropout_rate = cfg.model.dropout
+    print(f"init: {folder}: d_model {config.d_model}, {config.num_layers} + "
+          f"{config.num_decoder_layers} layers, its own tokenizer ({tokenizer.vocab_size}); "
+          "the --model options other than dropout do not apply")  # fmt: skip
     return tokenizer, config, folder
 
 
@@ -346,7 +349,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
     model = T5(ready.config)
     if ready.init_from is not None and ready.resume_from is None:
         load_weights(model, ready.init_from)
-        print(f"init: {ready.init_from}")
+        print(f"loaded {ready.init_from}")
     set_dropout(model, cfg.model.dropout)
     model.to(env.device)
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
