@@ -11,7 +11,7 @@ run was trained with travels in its config: an input longer than that is refused
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,15 @@ class TrainedRun:
     max_input_length: int
     max_target_length: int
     data_dir: str | None
+    longest_targets: dict[str, int] = field(default_factory=dict)  # task -> tokens, EOS incl.
+
+    def max_new_tokens(self, task: TextTask | None, requested: int = 0) -> int:
+        """`requested`, else the task's longest training target, else --max_target_length."""
+        if requested:
+            return requested
+        if task is not None and task.name in self.longest_targets:
+            return self.longest_targets[task.name]
+        return self.max_target_length
 
 
 def describe_run(run: Run, checkpoint_meta: dict[str, Any]) -> TrainedRun:
@@ -56,8 +65,9 @@ def describe_run(run: Run, checkpoint_meta: dict[str, Any]) -> TrainedRun:
         else:  # a --data_dir task: its prefix was saved with the checkpoint
             tasks.append(TextTask(name, prefixes[i] if i < len(prefixes) else f"{name}:",
                                   "accuracy"))  # fmt: skip
+    longest = dict(zip(names, checkpoint_meta.get("longest_targets") or [], strict=False))
     return TrainedRun(kind, tasks, int(config.get("max_input_length", 128)),
-                      int(config.get("max_target_length", 128)), data_dir)  # fmt: skip
+                      int(config.get("max_target_length", 128)), data_dir, longest)  # fmt: skip
 
 
 def evaluate_run(run: Run, cfg: Any) -> dict[str, Any]:
@@ -86,7 +96,7 @@ def evaluate_run(run: Run, cfg: Any) -> dict[str, Any]:
         examples = data.report[: cfg.limit] if cfg.limit else data.report
         metrics, outputs, seconds = evaluate_task(
             model, tokenizer, data.task, examples, trained.max_input_length,
-            cfg.max_new_tokens or trained.max_target_length, cfg.beam_size,
+            trained.max_new_tokens(data.task, cfg.max_new_tokens), cfg.beam_size,
             cfg.length_penalty, cfg.batch_size,
         )  # fmt: skip
         results[data.task.name] = {
@@ -115,12 +125,13 @@ def generate_text(run: Run, cfg: Any) -> str:
     device = pick_device(cfg.device)
     model, tokenizer, checkpoint = load_run_model(run.folder, device)
     trained = describe_run(run, read_meta(checkpoint))
-    if trained.kind != "pretrain":
-        task_of(cfg.text, trained.tasks)  # one clear line for a prefix it was not trained on
+    task = None
+    if trained.kind != "pretrain":  # one clear line for a prefix it was not trained on
+        task = task_of(cfg.text, trained.tasks)
     ids = encode_inputs(tokenizer, [cfg.text], trained.max_input_length)
     input_ids = pad_rows(ids, tokenizer.pad_id).to(device)  # (1, S)
     generator = torch.Generator().manual_seed(cfg.seed) if cfg.sample else None
-    out = generate(model, input_ids, cfg.max_new_tokens or trained.max_target_length,
+    out = generate(model, input_ids, trained.max_new_tokens(task, cfg.max_new_tokens),
                    num_beams=1 if cfg.sample else cfg.beam_size,
                    length_penalty=cfg.length_penalty, do_sample=cfg.sample,
                    temperature=cfg.temperature, top_k=cfg.top_k,

@@ -120,6 +120,13 @@ class Rows:
     targets: list[list[int]]
     examples: list[Example]
 
+    @property
+    def longest_target(self) -> int:
+        """Tokens of the longest target, EOS included: decoding never needs to go further
+        (1 + 2 for SST-2's "positive", not --max_target_length's 128 for an untrained model
+        that has not learned to stop)."""
+        return max((len(t) for t in self.targets), default=1)
+
 
 def encode_rows(task: TextTask, examples: Sequence[Example], tokenizer: T5Tokenizer,
                 cfg: FinetuneConfig) -> tuple[Rows, int]:  # fmt: skip
@@ -211,11 +218,11 @@ class TextToTextTask:
         metrics: dict[str, float] = {}
         scores = []
         loss_sum, tokens = 0.0, 0
-        for rows in self.select:
+        for rows, trained in zip(self.select, self.train, strict=True):
             task = rows.task
             found, _, _ = evaluate_task(
                 model, self.tokenizer, task, rows.examples, self.cfg.max_input_length,
-                self.cfg.max_target_length, batch_size=self.cfg.eval_batch_size,
+                trained.longest_target, batch_size=self.cfg.eval_batch_size,
                 precision_ctx=precision_ctx,
             )  # fmt: skip
             metrics.update({f"select_{task.name}_{k}": v for k, v in found.items()})
@@ -364,7 +371,8 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
         folder = run.checkpoints / (name or f"step_{s.step:06d}")
         extra = {"kind": "finetune", "mixture": task.sampler.state_dict(),
                  "tasks": [r.task.name for r in ready.train],
-                 "prefixes": [r.task.prefix for r in ready.train]}  # fmt: skip
+                 "prefixes": [r.task.prefix for r in ready.train],
+                 "longest_targets": [r.longest_target for r in ready.train]}  # fmt: skip
         return save_state(folder, model, optimizer, s, extra)
 
     settings = FitSettings(

@@ -25,7 +25,6 @@ from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import option
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState
-from shared.runs import Run
 from t5.model import T5, T5Config, shift_right
 from t5.tokenizer import T5Tokenizer
 
@@ -202,7 +201,3 @@ def load_run_model(run_folder: Path, device: Any = "cpu") -> tuple[T5, T5Tokeniz
     model = T5(config)
     load_weights(model, folder)
     return model.to(device).eval(), tokenizer, folder
-
-
-def open_run(stage: str, ref: str | None) -> Run:
-    return Run.open(stage, ref)
