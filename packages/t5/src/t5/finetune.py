@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shared.checkpoint import read_meta
 from shared.config import option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
@@ -287,8 +288,6 @@ def resolve_init(cfg: FinetuneConfig) -> tuple[T5Tokenizer | None, T5Config | No
                          "name, or none)") from None  # fmt: skip
     tokenizer = run_tokenizer(run.folder)
     folder = kept_checkpoint(run.folder)
-    from shared.checkpoint import read_meta
-
     config = config_from_meta(read_meta(folder), str(folder))
     config.dropout_rate = cfg.model.dropout
     print(f"init: {folder}: d_model {config.d_model}, {config.num_layers} + "
