@@ -4,6 +4,7 @@ a real Ctrl-C then --resume continues to the same losses."""
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,20 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
         (runs / "t5" / "from_pre" / "tokenizer" / "t5_tokenizer.json").read_text()
     )
     assert tokenizer == {"num_sentinels": 8}  # the pretrain run's tokenizer, not a new one
+
+    # a checkpoint whose weights do not fit the config it names: one line, no run folder
+    bad = runs / "t5" / "bad"
+    shutil.copytree(folder, bad)
+    meta_path = bad / "checkpoints" / "final" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["t5_config"]["d_ff"] = 64
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    ft = finetune_args(data, f"--init={bad}", "--max_steps=1", "--run_name=from_bad")
+    assert run_command("finetune", ft) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this model" in err[0], err
+    assert not (runs / "t5" / "from_bad").exists()
 
 
 @pytest.mark.parametrize(

@@ -252,6 +252,7 @@ class Prepared:
     env: Setup
     tokenizer: T5Tokenizer
     config: T5Config
+    model: T5  # random weights, or --init's, already checked against the config
     init_from: Path | None  # a pretrain checkpoint to start from
     resume_from: Path | None  # this run's checkpoint to continue from
     train: list[Rows]
@@ -334,12 +335,15 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
     print("mixing rates: " + ", ".join(f"{r.task.name} {p:.2f}"
                                        for r, p in zip(train, rates, strict=True)))  # fmt: skip
     resume_from = None
+    torch.manual_seed(cfg.seed)  # the same initial weights whatever the tokenizer drew
+    model = T5(config)
     if run is not None:
         resume_from = find_checkpoint("t5", str(run.folder))
-        check_config(resume_from, config)
-    elif init_from is not None:
-        check_config(init_from, config)
-    return Prepared(env, tokenizer, config, init_from, resume_from, train, select, rates)
+        check_config(resume_from, config)  # its weights load in run_finetune, with the rest
+    elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
+        load_weights(model, init_from)
+        print(f"loaded {init_from}")
+    return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,11 +355,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
     env = ready.env
     if ready.resume_from is None:
         ready.tokenizer.save(run.folder / "tokenizer")
-    torch.manual_seed(cfg.seed)
-    model = T5(ready.config)
-    if ready.init_from is not None and ready.resume_from is None:
-        load_weights(model, ready.init_from)
-        print(f"loaded {ready.init_from}")
+    model = ready.model
     set_dropout(model, cfg.model.dropout)
     model.to(env.device)
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
