@@ -258,6 +258,7 @@ class Prepared:
     train: list[Rows]
     select: list[Rows]
     rates: list[float]
+    prep_seconds: float  # a tokenizer trained here and the encoding: the time limit covers them
 
 
 def load_data(cfg: FinetuneConfig) -> list[TaskData]:
@@ -304,12 +305,12 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
     mixing_rates([len(d.train) for d in data], cfg.rates, cfg.rate_cap)  # checks --rates now
     env = setup(cfg)
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
+    started = time.perf_counter()
     splits = [split_select(d, cfg.select_rows, cfg.seed) for d in data]
     tokenizer, config, init_from = resolve_init(cfg)
     if run is not None:  # resuming: the run's own tokenizer, never a retrained one
         tokenizer = run_tokenizer(run.folder)
     elif tokenizer is None:
-        started = time.perf_counter()
         texts = [text for train, _ in splits for pair in train for text in pair]
         tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
                                       cfg.tokenizer_trainer)  # fmt: skip
@@ -343,7 +344,9 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
     elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
         load_weights(model, init_from)
         print(f"loaded {init_from}")
-    return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates)
+    prep_seconds = time.perf_counter() - started
+    return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates,
+                    prep_seconds)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,6 +359,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
     if ready.resume_from is None:
         ready.tokenizer.save(run.folder / "tokenizer")
     model = ready.model
+    prep = ready.prep_seconds
     set_dropout(model, cfg.model.dropout)
     model.to(env.device)
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
@@ -365,13 +369,15 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
     if ready.resume_from is not None:
         meta = resume_state(ready.resume_from, model, optimizer, state, cfg.lr)
         task.sampler.load_state_dict(meta["mixture"])
+        prep = meta["prep_seconds"]  # the first process's preparation is what counts
 
     def save(s: FitState, name: str | None = None) -> Path:
         folder = run.checkpoints / (name or f"step_{s.step:06d}")
         extra = {"kind": "finetune", "mixture": task.sampler.state_dict(),
                  "tasks": [r.task.name for r in ready.train],
                  "prefixes": [r.task.prefix for r in ready.train],
-                 "longest_targets": [r.longest_target for r in ready.train]}  # fmt: skip
+                 "longest_targets": [r.longest_target for r in ready.train],
+                 "prep_seconds": prep}  # fmt: skip
         return save_state(folder, model, optimizer, s, extra)
 
     settings = FitSettings(
@@ -379,7 +385,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
             step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
             seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio),
         grad_clip=cfg.grad_clip, item_name="tok",
-        reserve_seconds=lambda s: task.eval_seconds,
+        reserve_seconds=lambda s: prep + task.eval_seconds,
         keep_best=KeepBest("select_score", "max", cfg.patience),
         evaluate_at_end=True,
     )  # fmt: skip

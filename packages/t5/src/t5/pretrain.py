@@ -197,6 +197,7 @@ class Prepared:
     task: SpanCorruptionTask
     config: T5Config
     resume_from: Path | None
+    prep_seconds: float  # the tokenizer's training and the encoding: the time limit covers them
 
 
 def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
@@ -222,7 +223,8 @@ def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
     if run is not None:
         resume_from = find_checkpoint("t5", str(run.folder))
         check_config(resume_from, config)
-    return Prepared(env, tokenizer, task, config, resume_from)
+    prep_seconds = time.perf_counter() - started
+    return Prepared(env, tokenizer, task, config, resume_from, prep_seconds)
 
 
 def run_pretrain(cfg: PretrainConfig, run: Run, ready: Prepared) -> dict[str, float]:
@@ -234,19 +236,20 @@ def run_pretrain(cfg: PretrainConfig, run: Run, ready: Prepared) -> dict[str, fl
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
-    if ready.resume_from is not None:
-        resume_state(ready.resume_from, model, optimizer, state, cfg.lr)
+    prep = ready.prep_seconds
+    if ready.resume_from is not None:  # the first process's preparation is what counts
+        prep = resume_state(ready.resume_from, model, optimizer, state, cfg.lr)["prep_seconds"]
 
     def save(s: FitState, name: str | None = None) -> Path:
         folder = run.checkpoints / (name or f"step_{s.step:06d}")
-        return save_state(folder, model, optimizer, s, {"kind": "pretrain"})
+        return save_state(folder, model, optimizer, s, {"kind": "pretrain", "prep_seconds": prep})
 
     settings = FitSettings(
         schedule=lambda step, elapsed, seconds: lr_factor(
             step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
             seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio),
         grad_clip=cfg.grad_clip, item_name="tok",
-        reserve_seconds=lambda s: task.eval_seconds,
+        reserve_seconds=lambda s: prep + task.eval_seconds,
     )  # fmt: skip
     with StopSignals() as stop:
         fit(task, model, optimizer, cfg, settings, run, state, env.device, env.precision,
