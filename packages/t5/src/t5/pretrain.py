@@ -228,6 +228,9 @@ def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
 
 
 def run_pretrain(cfg: PretrainConfig, run: Run, ready: Prepared) -> dict[str, float]:
+    """Train by span corruption until the budget ends; `checkpoints/final` is what `finetune
+    --init` reads. No checkpoint is chosen by its score here: the val loss only draws the
+    curve, and a lower span-corruption loss is not what the fine-tuned tasks are judged by."""
     env, task = ready.env, ready.task
     if ready.resume_from is None:
         ready.tokenizer.save(run.folder / "tokenizer")
