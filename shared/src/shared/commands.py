@@ -235,6 +235,10 @@ def embed() -> None:
     sys.exit(run_command("embed"))
 
 
+def generate() -> None:
+    sys.exit(run_command("generate"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]
