@@ -5,6 +5,7 @@ a rename within one folder is atomic, so readers see the old file or the new one
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,3 +38,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Move the finished folder `new` (a sibling of `folder`) into `folder`'s place.
+
+    A folder cannot be renamed over a non-empty one, so the old folder is first renamed aside
+    and removed only after the new one is in place: a crash leaves the old folder or the new.
+    """
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+    os.replace(new, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

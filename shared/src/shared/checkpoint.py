@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shared.atomic import replace_folder
 from shared.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -172,14 +173,7 @@ def save_checkpoint(
             json.dump(record, fh, indent=2, default=_to_json)
             fh.flush()
             os.fsync(fh.fileno())
-        # Swap the finished folder into place: the old one is removed only after the new exists.
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from bert.model import Bert, BertConfig, BertForMaskedLM, BertForSequenceClassification
+from shared.atomic import replace_folder
 from shared.errors import UsageError
 
 BertModule = Bert | BertForMaskedLM | BertForSequenceClassification
@@ -231,7 +232,6 @@ def save_folder(model: BertModule, folder: Path | str, tokenizer: Any = None) ->
     The tensors carry transformers' names, so `transformers.AutoModel.from_pretrained(folder)`
     and `load_folder(folder)` both read it.
     """
-    import os
     import shutil
     import tempfile
 
@@ -254,13 +254,7 @@ def save_folder(model: BertModule, folder: Path | str, tokenizer: Any = None) ->
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp)
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
