@@ -81,6 +81,28 @@ def test_round_trip_leaves_every_tensor_unchanged(cls):
         assert back.head.decoder_weight is back.bert.embeddings.word_embeddings.weight
 
 
+def test_a_mean_pooling_classifier_reads_the_tokens_average_and_keeps_it_on_disk(tmp_path):
+    from bert.hf import save_folder
+
+    torch.manual_seed(3)
+    model = BertForSequenceClassification(BertConfig(**TINY, classifier_pooling="mean")).eval()
+    hf = transformers.BertModel(transformers.BertConfig(**TINY), add_pooling_layer=False).eval()
+    hf.load_state_dict(to_hf(model.bert).state_dict(), strict=False)
+    ids, mask, segments = _inputs()
+    with torch.no_grad():
+        hidden = hf(input_ids=ids, attention_mask=mask, token_type_ids=segments).last_hidden_state
+        want = model.classifier(mean_pool(hidden, mask))
+        got = model(ids, mask, segments)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    save_folder(model, tmp_path / "run")
+    again = load_folder(tmp_path / "run", "BertForSequenceClassification")
+    assert again.config.classifier_pooling == "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, mask, segments), got)
+    with pytest.raises(UsageError, match="pooler only"):
+        to_hf(model)
+
+
 def test_too_long_a_sequence_is_refused_clearly():
     model = Bert(BertConfig(**TINY))
     with pytest.raises(ValueError, match="max_position_embeddings=40"):

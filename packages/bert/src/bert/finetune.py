@@ -24,7 +24,7 @@ and AdamW update cost a third of a step on a 2-core CPU and buy nothing measurab
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,9 @@ class FinetuneConfig(RunOptions):
     max_length: int = option(66, "tokens per row, [CLS] and [SEP] included; longer rows are cut",
                              ge=3)  # fmt: skip
     grad_clip: float = option(1.0, "clip the gradient's global norm (0: off)", ge=0)
+    pooling: Literal["cls", "mean"] = option(
+        "cls", "what the classifier reads: cls (BERT's pooler on [CLS]) or mean (of the tokens)"
+    )
     dropout: float = option(0.1, "dropout on hidden states and attention weights", ge=0, lt=1)
     freeze_embeddings: bool = option(
         True, "keep a pretrained model's word embedding matrix fixed (never with --init none)"
@@ -250,6 +253,7 @@ def build_model(cfg: FinetuneConfig, task: GlueTask) -> tuple[BertModule, BertTo
             num_hidden_layers=s.num_hidden_layers, num_attention_heads=s.num_attention_heads,
             intermediate_size=s.intermediate_size, num_labels=task.num_labels,
         )  # fmt: skip
+        config.classifier_pooling = cfg.pooling
         return BertForSequenceClassification(config), tokenizer, "random weights (--init none)"
     folder = resolve_init(cfg.init)
     tokenizer = BertTokenizer.from_folder(folder)
@@ -259,6 +263,7 @@ def build_model(cfg: FinetuneConfig, task: GlueTask) -> tuple[BertModule, BertTo
             f"{folder}: vocab.txt has {tokenizer.vocab_size} tokens but the model was trained "
             f"with {model.config.vocab_size}; give the vocabulary the checkpoint was trained with"
         )
+    model.config.classifier_pooling = cfg.pooling
     positions = model.config.max_position_embeddings
     if cfg.max_length > positions:
         raise UsageError(

@@ -174,6 +174,11 @@ def to_hf(model: BertModule) -> nn.Module:
     import transformers
 
     c = model.config
+    if isinstance(model, BertForSequenceClassification) and c.classifier_pooling != "cls":
+        raise UsageError(
+            "transformers' BertForSequenceClassification reads the pooler only; a classifier "
+            "fine-tuned with --pooling mean has no exact twin there (export its .bert instead)"
+        )
     hf_config = transformers.BertConfig(**{f.name: getattr(c, f.name) for f in fields(c)})
     if isinstance(model, BertForMaskedLM):
         hf_model, prefix = transformers.BertForMaskedLM(hf_config), "bert."

@@ -47,6 +47,9 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     num_labels: int = 2  # for the sequence-classification head
+    # What the classifier reads: "cls" is BERT's pooler on [CLS]; "mean" averages the real
+    # tokens, the way sentence-transformers trained MiniLM (ModernBERT's config uses this name).
+    classifier_pooling: str = "cls"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -54,6 +57,8 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not a multiple of "
                 f"num_attention_heads {self.num_attention_heads}"
             )
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling must be cls or mean, not {self.classifier_pooling}")
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {', '.join(_ACTIVATIONS)}")
 
@@ -215,7 +220,12 @@ class BertForMaskedLM(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    """pooler_output -> dropout -> linear: `(input_ids, ...) -> logits (B, num_labels)`."""
+    """pooler_output -> dropout -> linear: `(input_ids, ...) -> logits (B, num_labels)`.
+
+    With `config.classifier_pooling == "mean"` the classifier reads the mean of the real tokens'
+    vectors instead of the pooler: a model trained for sentence embeddings by mean pooling
+    (MiniLM) already puts the sentence there, while its [CLS] vector was never asked to.
+    """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -231,7 +241,13 @@ class BertForSequenceClassification(nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
     ) -> Tensor:
-        pooled = self.bert(input_ids, attention_mask, token_type_ids).pooler_output  # (B, H)
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        if self.config.classifier_pooling == "mean":
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            pooled = mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
+        else:
+            pooled = out.pooler_output  # (B, H)
         return self.classifier(self.dropout(pooled))  # (B, num_labels)
 
 
