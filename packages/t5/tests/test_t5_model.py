@@ -124,3 +124,34 @@ def test_dropout_only_in_training_and_a_full_cache_is_refused():
     model.decode(dec[:, :2], memory, cache=cache)
     with pytest.raises(ValueError, match="holds 2 decoder tokens"):
         model.decode(dec[:, 2:3], memory, cache=cache)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "adafactor"])
+def test_adafactor_moves_the_std_one_embeddings_by_the_same_fraction_as_the_matrices(kind):
+    """T5's embeddings have std 1, its matrices std d**-0.5: AdamW's step (the same absolute
+    size everywhere) barely moves the embeddings; Adafactor's (relative to each tensor's RMS)
+    moves every tensor by about the same fraction. That is why the stage offers it."""
+    from t5.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = T5(T5Config(**{**TINY, "d_model": 64, "d_kv": 16}))  # matrices' std 1/8
+    ids = torch.randint(3, TINY["vocab_size"], (32, 12))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = make_optimizer(model, 1e-2, 0.0, kind)
+    for _ in range(3):
+        labels = ids.flip(1)
+        logits = model(ids, shift_right(labels))
+        seq2seq_loss(logits, labels).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = dict(model.named_parameters())
+
+    def moved(name: str) -> float:
+        return float((after[name].detach() - before[name]).norm() / before[name].norm())
+
+    matrix = "encoder.layers.0.self_attn.k.weight"
+    ratio = moved("shared.weight") / moved(matrix)
+    if kind == "adafactor":
+        assert 0.3 < ratio < 3, ratio
+    else:
+        assert ratio < 0.3, ratio

@@ -83,8 +83,13 @@ class FinetuneConfig(RunOptions):
     max_target_length: int = option(128, "tokens per target, EOS included (longer rows dropped)",
                                     ge=2)  # fmt: skip
     batch_size: int = option(64, "rows per step (of one task)", ge=1)
-    lr: float = option(7e-4, "peak learning rate", gt=0)
-    weight_decay: float = option(0.01, "AdamW weight decay on the matrices", ge=0)
+    lr: float = option(
+        2e-2, "peak learning rate (Adafactor's is relative to each tensor's RMS)", gt=0
+    )
+    weight_decay: float = option(0.01, "weight decay on the matrices", ge=0)
+    optimizer: Literal["adamw", "adafactor"] = option(
+        "adafactor", "adamw, or adafactor (T5's: steps relative to each tensor's size)"
+    )
     warmup_steps: int = option(400, "linear warmup steps", ge=0)
     decay: Decay = option("cosine", "how the rate falls after warmup, to its floor at the end")
     min_lr_ratio: float = option(0.05, "the rate's floor, as a fraction of the peak", ge=0, le=1)
@@ -364,7 +369,7 @@ def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
     model.to(env.device)
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
     task = TextToTextTask(cfg, ready.tokenizer, ready.train, ready.select, ready.rates)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
     state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
     if ready.resume_from is not None:
         meta = resume_state(ready.resume_from, model, optimizer, state, cfg.lr)

@@ -69,8 +69,13 @@ class PretrainConfig(RunOptions):
     noise_density: float = option(0.15, "share of tokens dropped into spans", gt=0, lt=1)
     mean_noise_span_length: float = option(3.0, "mean tokens per dropped span", ge=1)
     batch_size: int = option(64, "rows per step", ge=1)
-    lr: float = option(1e-3, "peak learning rate", gt=0)
-    weight_decay: float = option(0.01, "AdamW weight decay on the matrices", ge=0)
+    lr: float = option(
+        2e-2, "peak learning rate (Adafactor's is relative to each tensor's RMS)", gt=0
+    )
+    weight_decay: float = option(0.01, "weight decay on the matrices", ge=0)
+    optimizer: Literal["adamw", "adafactor"] = option(
+        "adafactor", "adamw, or adafactor (T5's: steps relative to each tensor's size)"
+    )
     warmup_steps: int = option(200, "linear warmup steps", ge=0)
     decay: Decay = option("linear", "how the rate falls after warmup")
     min_lr_ratio: float = option(0.0, "the rate's floor, as a fraction of the peak", ge=0, le=1)
@@ -237,7 +242,7 @@ def run_pretrain(cfg: PretrainConfig, run: Run, ready: Prepared) -> dict[str, fl
     torch.manual_seed(cfg.seed)
     model = T5(ready.config).to(env.device)
     print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
     state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
     prep = ready.prep_seconds
     if ready.resume_from is not None:  # the first process's preparation is what counts

@@ -104,9 +104,16 @@ def count_targets(batch: dict[str, Tensor]) -> int:
 # Optimizer and checkpoints
 
 
-def make_optimizer(model: T5, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; decay on the weight matrices only (norms, position biases and the embedding
-    matrix keep their scale: the tied output reads the embeddings too)."""
+def make_optimizer(model: T5, lr: float, weight_decay: float,
+                   kind: str = "adamw") -> torch.optim.Optimizer:  # fmt: skip
+    """AdamW or Adafactor; decay on the weight matrices only (norms, position biases and the
+    embedding matrix keep their scale: the tied output reads the embeddings too).
+
+    Why Adafactor is T5's optimizer: its step is relative to each tensor's size (the rate times
+    the tensor's RMS). T5 initialises the shared embeddings with std 1 and the matrices with
+    std d**-0.5; AdamW's step is the same absolute size for both, so at a rate that suits the
+    matrices the embeddings hardly move. Adafactor moves each by the same fraction.
+    """
     decay, plain = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -115,7 +122,12 @@ def make_optimizer(model: T5, lr: float, weight_decay: float) -> torch.optim.Ada
         (plain if skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": plain, "weight_decay": 0.0}]  # fmt: skip
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-8)
+    if kind == "adafactor":
+        optimizer = torch.optim.Adafactor(groups, lr=lr)
+    elif kind == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-8)
+    else:
+        raise ValueError(f"optimizer must be adamw or adafactor, not {kind!r}")
     for group in optimizer.param_groups:
         group["peak_lr"] = lr
     return optimizer
