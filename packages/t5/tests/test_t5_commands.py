@@ -52,7 +52,7 @@ def finetune_args(data: Path, *extra: str) -> list[str]:
     return [
         "--stage=t5", f"--data_dir={data}", "--tasks=keyword,first", "--init=none",
         "--vocab_size=64", "--num_sentinels=4", "--select_rows=100", "--time_limit=0",
-        "--batch_size=32", "--warmup_steps=20", "--lr=3e-3", "--label_smoothing=0",
+        "--batch_size=32", "--warmup_steps=20", "--lr=2e-2", "--label_smoothing=0",
         "--max_input_length=24", "--max_target_length=12", *TINY, *extra,
     ]  # fmt: skip
 

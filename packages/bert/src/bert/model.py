@@ -58,7 +58,9 @@ class BertConfig:
                 f"num_attention_heads {self.num_attention_heads}"
             )
         if self.classifier_pooling not in ("cls", "mean"):
-            raise ValueError(f"classifier_pooling must be cls or mean, not {self.classifier_pooling}")
+            raise ValueError(
+                f"classifier_pooling must be cls or mean, not {self.classifier_pooling}"
+            )
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {', '.join(_ACTIVATIONS)}")
 
