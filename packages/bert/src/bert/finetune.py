@@ -252,8 +252,8 @@ def build_model(cfg: FinetuneConfig, task: GlueTask) -> tuple[BertModule, BertTo
             vocab_size=tokenizer.vocab_size, hidden_size=s.hidden_size,
             num_hidden_layers=s.num_hidden_layers, num_attention_heads=s.num_attention_heads,
             intermediate_size=s.intermediate_size, num_labels=task.num_labels,
+            classifier_pooling=cfg.pooling,
         )  # fmt: skip
-        config.classifier_pooling = cfg.pooling
         return BertForSequenceClassification(config), tokenizer, "random weights (--init none)"
     folder = resolve_init(cfg.init)
     tokenizer = BertTokenizer.from_folder(folder)

@@ -46,6 +46,7 @@ from t5.tasks import Example, TaskData, TextTask, load_task, mixing_rates
 from t5.tokenizer import T5Tokenizer
 from t5.training import (
     ModelSize,
+    OptimizerName,
     check_config,
     collate,
     config_from_meta,
@@ -87,7 +88,7 @@ class FinetuneConfig(RunOptions):
         2e-2, "peak learning rate (Adafactor's is relative to each tensor's RMS)", gt=0
     )
     weight_decay: float = option(0.01, "weight decay on the matrices", ge=0)
-    optimizer: Literal["adamw", "adafactor"] = option(
+    optimizer: OptimizerName = option(
         "adafactor", "adamw, or adafactor (T5's: steps relative to each tensor's size)"
     )
     warmup_steps: int = option(400, "linear warmup steps", ge=0)

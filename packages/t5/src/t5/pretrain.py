@@ -42,6 +42,7 @@ from t5.tasks import pretraining_text
 from t5.tokenizer import T5Tokenizer, require_sentinels
 from t5.training import (
     ModelSize,
+    OptimizerName,
     check_config,
     collate,
     count_targets,
@@ -73,7 +74,7 @@ class PretrainConfig(RunOptions):
         2e-2, "peak learning rate (Adafactor's is relative to each tensor's RMS)", gt=0
     )
     weight_decay: float = option(0.01, "weight decay on the matrices", ge=0)
-    optimizer: Literal["adamw", "adafactor"] = option(
+    optimizer: OptimizerName = option(
         "adafactor", "adamw, or adafactor (T5's: steps relative to each tensor's size)"
     )
     warmup_steps: int = option(200, "linear warmup steps", ge=0)

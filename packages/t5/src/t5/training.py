@@ -104,8 +104,11 @@ def count_targets(batch: dict[str, Tensor]) -> int:
 # Optimizer and checkpoints
 
 
+OptimizerName = Literal["adamw", "adafactor"]
+
+
 def make_optimizer(model: T5, lr: float, weight_decay: float,
-                   kind: str = "adamw") -> torch.optim.Optimizer:  # fmt: skip
+                   kind: OptimizerName = "adamw") -> torch.optim.Optimizer:  # fmt: skip
     """AdamW or Adafactor; decay on the weight matrices only (norms, position biases and the
     embedding matrix keep their scale: the tied output reads the embeddings too).
 
