@@ -209,6 +209,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, monkey
         "--decay=constant",
         "--warmup_steps=0",
         "--batch_size=8",
+        "--dropout=0.1",  # so that the dropout generator's state must survive the resume too
     ]
     command = [
         str(Path(sys.executable).parent / "finetune"),

@@ -3,8 +3,8 @@
 Fine-tuning trains every weight (but, by default, the word embeddings) for a short while at a
 small learning rate: the encoder already knows the language from pretraining, and the task only
 has to tilt it. The recipe is BERT's: AdamW with weight decay on the matrices but not on
-norms and biases, a linear warmup then a linear decay to zero, dropout 0.1, a few thousand
-steps at batch 32.
+norms and biases, a linear warmup then a linear decay to zero, a few thousand steps at batch 32.
+One departure: no dropout by default (BERT used 0.1).
 
     init (MiniLM, a pretrain run, a folder, a hub name, or none) -> BertForSequenceClassification
     rows = tokenized [CLS] sentence [SEP] (pairs: [CLS] a [SEP] b [SEP]), cut to --max_length
@@ -15,6 +15,11 @@ Selection without peeking: `--select_rows` rows are held out of the training spl
 what early stopping and the best checkpoint look at. The dev set (GLUE's, whose labels are the
 ones we report on) is evaluated and logged at the same steps, for the curve, but never chooses
 anything.
+
+Why no dropout: thirty CPU minutes hold under two epochs of SST-2, too few to overfit, and
+dropout's random masks cost a tenth of a step. Measured on the rows held out for selection
+(AVX2, 2 threads, 25-minute runs): 95.6% without dropout against 94.6% with 0.1, whose run
+also took fewer steps. `--dropout 0.1` brings BERT's recipe back.
 
 Why freeze the word embeddings by default: they are half of MiniLM's 22.7M weights, and a
 fine-tuning batch touches a few hundred of their 30,522 rows. Their dense gradient (47 MB)
@@ -80,7 +85,9 @@ class FinetuneConfig(RunOptions):
     pooling: Literal["cls", "mean"] = option(
         "cls", "what the classifier reads: cls (BERT's pooler on [CLS]) or mean (of the tokens)"
     )
-    dropout: float = option(0.1, "dropout on hidden states and attention weights", ge=0, lt=1)
+    dropout: float = option(
+        0.0, "dropout on hidden states and attention weights (BERT used 0.1)", ge=0, lt=1
+    )
     freeze_embeddings: bool = option(
         True, "keep a pretrained model's word embedding matrix fixed (never with --init none)"
     )

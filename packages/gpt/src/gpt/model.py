@@ -132,7 +132,7 @@ class CausalSelfAttention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B,hkv,T,d)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B,hkv,T,d)
         if rope is not None:  # q and k rotated by each token's position
-            q, k = RotaryEmbedding.apply(q, *rope), RotaryEmbedding.apply(k, *rope)
+            q, k = RotaryEmbedding.rotate_by(q, *rope), RotaryEmbedding.rotate_by(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h_kv, S, d): the cached tokens, then these
         y = scaled_dot_product_attention(

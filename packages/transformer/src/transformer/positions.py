@@ -152,8 +152,11 @@ class RotaryEmbedding(nn.Module):
         return self.cos_cached[positions], self.sin_cached[positions]
 
     @staticmethod
-    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """Rotate x (B, h, T, d) by angles from `cos_sin`: (T, d) or (B, T, d) each."""
+    def rotate_by(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Rotate x (B, h, T, d) by angles from `cos_sin`: (T, d) or (B, T, d) each.
+
+        (Not called `apply`: that is `nn.Module.apply(fn)`, which init code and DeepSpeed call
+        on every submodule.)"""
         if cos.dim() == 3:  # per-sequence positions: broadcast over the heads
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, d)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -162,7 +165,7 @@ class RotaryEmbedding(nn.Module):
     def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
         """Rotate x (B, h, T, d) at positions (T,) or (B, T)."""
         cos, sin = self.cos_sin(positions.to(x.device))  # (T, d) or (B, T, d)
-        return self.apply(x, cos, sin)
+        return self.rotate_by(x, cos, sin)
 
     def forward(
         self, q: Tensor, k: Tensor, offset: int = 0, positions: Tensor | None = None

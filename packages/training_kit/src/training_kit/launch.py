@@ -1,0 +1,93 @@
+"""Starting N worker processes with torch's elastic launcher (what `torchrun` runs).
+
+Why not `accelerate launch --cpu --num_processes 2`: on a CPU it silently starts ONE process
+(world size 1, no error). torch's elastic agent starts the N processes itself, gives each its
+RANK and WORLD_SIZE, hosts the rendezvous on 127.0.0.1, and watches them: when one dies, it
+stops the others and raises `ChildFailedError`, which becomes one line here and a non-zero
+exit, never a hang.
+"""
+
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+
+from shared.errors import UsageError
+from training_kit.options import usable_cores
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the system picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_port(port: int) -> int:
+    """`port`, or a free one for 0; a port in use is the user's to change, so say so."""
+    if port == 0:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(
+                f"port {port} on 127.0.0.1 is in use (another run?); pick another with --port, "
+                "or --port 0 for a free one"
+            ) from None
+    return port
+
+
+def describe_exit(code: int) -> str:
+    """`exit code 1`, or the signal's name for a process killed by one (`SIGKILL`)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class WorkersFailed(Exception):
+    """A worker died; the others were stopped. `exit_code` is what the command should return."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def launch_workers(
+    num_processes: int, port: int, worker_argv: list[str], module: str = "training_kit.worker"
+) -> float:
+    """Run `python -m <module> *worker_argv` on `num_processes` processes; returns the wall
+    seconds. Raises `WorkersFailed` when any worker fails."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_processes,
+        run_id=f"training_kit-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{port}",
+        max_restarts=0,  # a failure is reported, not retried from scratch
+        monitor_interval=0.5,
+    )
+    # Each worker's share of the cores (Accelerate warns and picks 1 when this is unset).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // num_processes)))
+    started = time.perf_counter()
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", module, *worker_argv)
+    except ChildFailedError as error:
+        # The first to fail is the cause; the others were stopped (SIGTERM) by the agent.
+        rank, first = error.get_first_failure()
+        others = num_processes - 1
+        raise WorkersFailed(
+            f"worker rank {rank} {describe_exit(first.exitcode)}; the launcher stopped the "
+            f"other {others} worker{'s' if others != 1 else ''}",
+            2 if first.exitcode == 2 else 1,  # 2: the worker said what was wrong (a usage error)
+        ) from None
+    return time.perf_counter() - started

@@ -1,0 +1,146 @@
+"""The kit's loop: `shared.fit.fit`'s steps, written for N processes and any `Engine`.
+
+    every process, in step:
+        stop? agreed by all processes (one of them out of time stops everyone: no hangs)
+        lr = peak * schedule(step, elapsed, seconds)
+        draw N x accumulation micro-batches with the shared generator; keep this rank's share
+        for each kept micro-batch:                       (no gradient exchange but on the last)
+            loss = task.loss(model, batch)               in bf16 autocast where native
+            backward(loss * n * N / total)               total = items of the step, all ranks
+        clip and step (the engine exchanges gradients: all-reduce, or reduce-scatter)
+        loss of the step = sum of loss * n over everything / total     (all-reduced)
+        every --eval_interval steps: task.evaluate on every process, logged by rank 0
+        every checkpoint interval: gather the whole model, rank 0 writes the stage's checkpoint
+
+Why weight each micro-batch by `n * N / total`: DDP, ZeRO and FSDP all *average* gradients
+over the N processes. If each process backpropagates its own mean loss, a process whose batch
+holds fewer items (shorter sentences) would count as much as one with more. Scaling by
+`n * N / total` turns that average into the exact mean over all the step's items, the same
+number a single process gets from the union of the batches; so `single` with accumulation 2
+and `ddp` on 2 processes take the same steps (tested).
+
+Why every process draws every batch and keeps one: the batches of N processes are then, in
+order, exactly the micro-batches one process would draw, whatever the task's data is (random
+windows, shuffled epochs). The cost is drawing N times the indices, which is nothing next to
+the forward pass.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from shared.device import autocast
+from shared.fit import to_device
+from shared.tasks import TrainingTask
+from training_kit.strategies import Engine
+
+
+class ProcessShare:
+    """The task as process `rank` of `world_size` sees it: of every `world_size` batches
+    drawn, it keeps the `rank`-th."""
+
+    def __init__(self, task: Any, rank: int, world_size: int) -> None:
+        self.task, self.rank, self.world_size = task, rank, world_size
+
+    def train_batch(self, generator: torch.Generator) -> Any:
+        batches = [self.task.train_batch(generator) for _ in range(self.world_size)]
+        return batches[self.rank]
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """The sums over every process (float64, on the CPU: gloo's home)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def anyone(flag: bool) -> bool:
+    """True if the flag is set on any process."""
+    return all_sum([float(flag)])[0] > 0
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training, this process's clock
+    last_eval: dict[str, float] | None = None
+
+
+def train(
+    engine: Engine,
+    training: TrainingTask,
+    accumulation: int,
+    device: torch.device,
+    precision: str,
+    log: Callable[..., None],
+    progress: Any,
+    save: Callable[[LoopState, str], None],
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> LoopState:
+    """Train until the step cap or the time limit; evaluate and checkpoint on schedule.
+
+    `log(step, **metrics)` and `progress` act on rank 0 only (elsewhere they do nothing);
+    `save(state, name)` is collective: every process calls it.
+    """
+    cfg, task = training.config, training.task
+    share = ProcessShare(task, engine.rank, engine.world_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state = LoopState()
+    seconds = cfg.time_limit or None
+
+    def precision_ctx():
+        return autocast(device, precision)
+
+    def evaluate() -> dict[str, float]:
+        metrics = task.evaluate(engine.model, precision_ctx)  # every process: ZeRO-3 gathers
+        engine.model.train()
+        log(state.step, **metrics)
+        shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
+        progress.write(f"step {state.step:5d}  {state.elapsed:6.1f}s  {shown}")
+        state.last_eval = metrics
+        return metrics
+
+    engine.model.train()
+    while True:
+        out_of_steps = bool(cfg.max_steps) and state.step >= cfg.max_steps
+        out_of_time = seconds is not None and state.elapsed >= seconds
+        if anyone(out_of_steps or out_of_time or stop_requested()):
+            break
+        started = time.perf_counter()
+        engine.set_lr(training.schedule(state.step, state.elapsed, seconds))
+        batches = [to_device(share.train_batch(generator), device) for _ in range(accumulation)]
+        counts = [task.count(batch) for batch in batches]
+        (total,) = all_sum([sum(counts)])
+        loss_sum = 0.0
+        for i, (batch, n) in enumerate(zip(batches, counts, strict=True)):
+            with engine.accumulating(last=i == accumulation - 1):
+                with precision_ctx():
+                    loss = task.loss(engine.model, batch)  # () mean over this batch's n items
+                engine.backward(loss.float() * (n * engine.world_size / total))
+            loss_sum += loss.item() * n
+        grad_norm = engine.step(training.grad_clip)
+        (loss_total,) = all_sum([loss_sum])
+        loss_value = loss_total / total  # the step's mean loss over every process's items
+        state.step += 1
+        logged = {"loss": loss_value, "lr": engine.param_groups()[-1]["lr"]}
+        if grad_norm is not None:
+            logged["grad_norm"] = grad_norm
+        log(state.step, **logged)
+        progress.advance(loss=loss_value, items=int(total))
+        evaluated = state.step % cfg.eval_interval == 0
+        if evaluated:
+            evaluate()
+        state.elapsed += time.perf_counter() - started
+        due = state.step % cfg.checkpoint_interval == 0 if cfg.checkpoint_interval else evaluated
+        if due:
+            saving = time.perf_counter()
+            save(state, f"step_{state.step:06d}")
+            state.elapsed += time.perf_counter() - saving
+    if state.last_eval is None or state.step % cfg.eval_interval != 0:
+        evaluate()
+    return state

@@ -1,0 +1,142 @@
+"""One worker process: join the group, build the task and the engine, train, save.
+
+The launcher (`training_kit.launch`) starts N of these with torch's elastic launcher, which
+sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; `--strategy single` runs `work` in the
+launching process itself. Rank 0 is the main process: it alone prints, logs and writes files.
+"""
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from shared.atomic import write_text_atomic
+from shared.checkpoint import save_checkpoint
+from shared.commands import report_errors
+from shared.runs import Run
+from shared.tasks import TrainingTask, load_training_task
+from shared.training import prune_checkpoints, setup
+from training_kit.loop import LoopState, train
+from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
+from training_kit.strategies import AccelerateEngine, DeepSpeedEngine, Engine, FSDPEngine
+
+
+class Silent:
+    """What the other ranks get for a progress bar: it shows nothing."""
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def write(self, message: str) -> None:
+        pass
+
+
+def join_group(kit: KitOptions) -> tuple[int, int]:
+    """(rank, world size), after joining the launcher's process group (gloo on a CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if kit.strategy != "single" and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if kit.strategy != "single" and dist.get_world_size() != kit.num_processes:
+        raise RuntimeError(
+            f"asked for {kit.num_processes} processes, the group has {dist.get_world_size()}"
+        )
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world_size
+
+
+def make_engine(
+    kit: KitOptions, training: TrainingTask, model: torch.nn.Module, precision: str
+) -> Engine:
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    if kit.strategy in ("single", "ddp"):
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
+        optimizer = training.build_optimizer(model)
+        return AccelerateEngine(kit.strategy, accelerator, model, optimizer)
+    if kit.strategy == "fsdp":
+        return FSDPEngine(training, model, world_size)
+    micro_batch = getattr(training.task, "batch_size", 1)
+    return DeepSpeedEngine(
+        training, model, world_size, kit.zero_stage or 0, micro_batch, kit.accumulation_steps,
+        training.grad_clip, precision == "bf16",
+    )  # fmt: skip
+
+
+def work(
+    kit: KitOptions, stage_argv: list[str], training: TrainingTask | None = None
+) -> dict[str, Any]:
+    """Train the task under the strategy; returns the last evaluation (on every rank).
+    `training` is the task already built (by the launching process, for `single`)."""
+    rank, world_size = join_group(kit)
+    if training is None:
+        training = load_training_task(kit.task, stage_argv)
+    cfg = training.config
+    if cfg.threads == 0:  # the cores shared out, so that N workers do not fight over them
+        cfg.threads = max(1, usable_cores() // max(1, world_size))
+    env = setup(cfg)  # threads, device, precision, seeds: the same weights on every rank
+    main = rank == 0
+    model = training.build_model().to(env.device)
+    engine = make_engine(kit, training, model, env.precision)
+    sharding = engine.check_sharding()
+    run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
+
+    def log(step: int, **metrics: Any) -> None:
+        if run is not None:
+            run.log(step, **metrics)
+
+    def save(state: LoopState, name: str) -> None:
+        weights = engine.full_state_dict()  # collective: every rank gathers its shard
+        if run is not None and weights is not None:
+            meta = {
+                **training.checkpoint_meta(),
+                "step": state.step,
+                "elapsed": state.elapsed,
+                "training_kit": {"strategy": kit.strategy, "zero_stage": kit.zero_stage,
+                                 "num_processes": world_size},
+            }  # fmt: skip
+            save_checkpoint(run.checkpoints / name, weights, meta=meta)
+            prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)  # the step_ ones only
+        if dist.is_initialized():
+            dist.barrier()
+
+    if main:
+        print(f"{training.description}; {kit.strategy} on {world_size} process(es), "
+              f"{env.precision_note}, {cfg.threads} thread(s) each", flush=True)  # fmt: skip
+        print(sharding, flush=True)
+    if run is not None:
+        bar = run.progress(cfg.max_steps or None, item_name=training.item_name)
+    else:
+        bar = contextlib.nullcontext(Silent())
+    with bar as progress:
+        state = train(engine, training, kit.accumulation_steps, env.device, env.precision,
+                      log, progress, save)  # fmt: skip
+    save(state, "final")
+    if run is not None:
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in (state.last_eval or {}).items())
+        print(f"after {state.step} steps ({state.elapsed:.0f}s of training): {shown}", flush=True)
+        write_text_atomic(run.folder / "result.json", json.dumps(state.last_eval or {}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return state.last_eval or {}
+
+
+def main() -> None:
+    """`python -m training_kit.worker ARGS`: what each launched process runs."""
+    argv = sys.argv[1:]
+
+    def run() -> None:
+        kit_argv, stage_argv = split_argv(argv)
+        work(parse_kit(kit_argv), stage_argv)
+
+    sys.exit(report_errors(run))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""`training_kit train` as a user types it: the error lines, a ZeRO-3 run on 2 processes whose
+checkpoint `gpt sample` reads, and a worker killed mid-run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.commands import run_command
+
+TINY = [
+    "--model.n_layer=1",
+    "--model.n_head=2",
+    "--model.n_embd=32",
+    "--model.block_size=16",
+    "--batch_size=4",
+    "--time_limit=0",
+    "--eval_iters=1",
+    "--precision=fp32",
+    "--device=cpu",
+]
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    path = tmp_path / "text.txt"
+    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def kit(*args: str) -> int:
+    return run_command("train", ["--stage=training_kit", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--task=nope"], "unknown task 'nope'; the installed stages offer: gpt"),
+        (["--strategy=ddp", "--zero_stage=2"], "--zero_stage is DeepSpeed's option"),
+        (["--num_processes=2"], "--strategy single runs one process, not 2"),
+        (["--strategy=fsdp", "--num_processes=2"], "use a torch optimizer (for gpt: --optimizer"),
+        (["--strategy=deepspeed", "--zero_stage=4"], "zero_stage"),
+        (["--strategy=ddp", "--batch_size=0"], "batch_size"),
+    ],
+)
+def test_bad_options_get_one_line_exit_2_and_nothing_written(runs, text_file, capsys, args, says):
+    assert kit(*args, *TINY, "--max_steps=1", f"--text_file={text_file}") == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and err.startswith("error: ") and "\n" not in err
+    assert not runs.exists() or not any(runs.rglob("config.json"))
+
+
+def test_a_port_in_use_is_refused(runs, text_file, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = kit("--strategy=ddp", "--num_processes=2", f"--port={port}", *TINY,
+                   "--max_steps=1", f"--text_file={text_file}")  # fmt: skip
+    assert code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_zero3_on_two_processes_writes_a_gpt_checkpoint_that_gpt_sample_reads(
+    runs, text_file, capfd
+):
+    code = kit("--strategy=deepspeed", "--zero_stage=3", "--num_processes=2", *TINY,
+               "--optimizer=adamw", "--max_steps=6", "--eval_interval=3",
+               f"--text_file={text_file}", "--run_name=zero3")  # fmt: skip
+    out = capfd.readouterr().out  # the workers' lines too (capfd: other processes' output)
+    assert code == 0, out
+    assert "ZeRO-3: this process holds" in out  # the weights really were split
+    folder = runs / "gpt" / "zero3"
+    meta = json.loads((folder / "checkpoints" / "final" / "meta.json").read_text())
+    assert meta["step"] == 6 and meta["training_kit"]["num_processes"] == 2
+    losses = [m["loss"] for m in map(json.loads, (folder / "metrics.jsonl").open()) if "loss" in m]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert (folder / "loss.png").is_file()
+
+    code = run_command("sample", ["--stage=gpt", f"--run={folder}", "--max_new_tokens=20",
+                                  "--prompt=To be"])  # fmt: skip
+    assert code == 0
+    assert capfd.readouterr().out.startswith("To be")
+
+
+def worker_pids(run_folder: Path) -> dict[int, int]:
+    """rank -> pid of the workers of the run in `run_folder` (read from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"--run_folder={run_folder}".encode() in cmdline:
+            env = dict(v.split(b"=", 1) for v in environ if b"=" in v)
+            found[int(env[b"RANK"])] = int(entry.name)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+def test_a_killed_worker_stops_the_run_with_a_clear_error_and_a_usable_checkpoint(
+    runs, text_file, tmp_path
+):
+    folder = runs / "gpt" / "killed"
+    command = [str(Path(sys.executable).parent / "train"), "--stage=training_kit",
+               "--strategy=ddp", "--num_processes=2", *TINY, "--max_steps=100000",
+               "--eval_interval=5", f"--text_file={text_file}", "--run_name=killed"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RUNS_DIR": str(runs)})  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if list((folder / "checkpoints").glob("step_*/meta.json")):
+            break
+        time.sleep(0.2)
+    pids = worker_pids(folder)
+    assert set(pids) == {0, 1}, "the two workers should be running"
+    os.kill(pids[1], signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: worker rank 1 killed by SIGKILL"), last
+    assert "last complete checkpoint: " in last
+    checkpoint = Path(last.split("last complete checkpoint: ")[1])
+
+    from gpt.cli import load_run_model
+
+    model, _, meta, _ = load_run_model(str(checkpoint), device=__import__("torch").device("cpu"))
+    assert meta["step"] % 5 == 0 and meta["step"] > 0
+    assert not worker_pids(folder)  # no worker left behind

@@ -1,0 +1,96 @@
+"""Every strategy is the same training: DDP on 2 processes takes the steps of one process
+accumulating 2 micro-batches, and FSDP and ZeRO 1-3 take the steps of DDP.
+
+One launch of 2 real worker processes (gloo, torch's elastic launcher) runs every strategy in
+turn (`training_kit.proof`); `single` runs here, in the test's own process.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shared.tasks import load_training_task
+from training_kit.launch import free_port, launch_workers
+from training_kit.options import KitOptions
+from training_kit.proof import run_strategy
+
+SHARDED = ["fsdp", "deepspeed:1", "deepspeed:2", "deepspeed:3"]
+
+
+def tiny_gpt(text_file: Path, batch_size: int = 4) -> list[str]:
+    return [
+        "--optimizer=adamw",  # Muon needs whole matrices; the sharded strategies split them
+        "--model.n_layer=2",
+        "--model.n_head=2",
+        "--model.n_embd=32",
+        "--model.block_size=16",
+        f"--batch_size={batch_size}",
+        "--max_steps=4",
+        "--time_limit=0",
+        "--eval_interval=1000",
+        "--eval_iters=1",
+        "--warmup_steps=2",
+        "--precision=fp32",
+        "--device=cpu",
+        "--threads=1",
+        f"--text_file={text_file}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "text.txt"
+    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def proof(tmp_path_factory, text_file) -> Path:
+    """Losses and final weights of DDP, FSDP and ZeRO 1-3, each on 2 processes."""
+    out = tmp_path_factory.mktemp("proof")
+    specs = ["ddp", *SHARDED]
+    launch_workers(2, free_port(), [str(out), *specs, "--", "--task=gpt",
+                                    *tiny_gpt(text_file)], module="training_kit.proof")  # fmt: skip
+    return out
+
+
+def losses_of(folder: Path, name: str) -> list[float]:
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        torch.testing.assert_close(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_ddp_on_two_processes_takes_the_steps_of_one_process_accumulating_two(
+    proof, text_file, one_thread
+):
+    training = load_training_task("gpt", tiny_gpt(text_file))
+    losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
+    ddp = losses_of(proof, "ddp")
+    assert len(ddp) == 4 and ddp[-1] < ddp[0]  # it trained
+    assert losses == pytest.approx(ddp, rel=1e-5)
+    assert_same_weights(weights, load_file(str(proof / "ddp.safetensors")))
+
+
+def test_one_batch_of_2b_is_two_micro_batches_of_b(text_file, one_thread):
+    """gpt's batches are drawn in sequence, so 2 micro-batches of B are the batch of 2B."""
+    big = run_strategy(KitOptions(), load_training_task("gpt", tiny_gpt(text_file, 8)))
+    two = run_strategy(
+        KitOptions(accumulation_steps=2), load_training_task("gpt", tiny_gpt(text_file, 4))
+    )
+    assert big[0] == pytest.approx(two[0], rel=1e-5)
+    assert_same_weights(big[1], two[1])
+
+
+@pytest.mark.parametrize("spec", SHARDED)
+def test_sharded_strategies_take_the_steps_of_ddp(proof, spec):
+    name = spec.replace(":", "_zero")
+    assert losses_of(proof, name) == pytest.approx(losses_of(proof, "ddp"), rel=1e-5)
+    ddp = load_file(str(proof / "ddp.safetensors"))
+    assert_same_weights(load_file(str(proof / f"{name}.safetensors")), ddp)

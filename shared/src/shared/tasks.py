@@ -1,0 +1,65 @@
+"""A stage's training task, packed for any loop: what `training_kit` asks a stage for.
+
+`shared.fit.Task` is the problem (batches, loss, evaluation). To train it under another engine
+(Accelerate's DDP, torch's FSDP, DeepSpeed's ZeRO), a loop needs a little more from the stage:
+how to build the model and its optimizer, the schedule, and how to write a checkpoint the
+stage's own commands can read (`gpt sample --run ...` on a model trained with ZeRO-3). A stage
+offers all of it as a `TrainingTask`, built from the same command-line options as its `train`:
+
+    # packages/gpt/pyproject.toml
+    [project.entry-points."shared.tasks"]
+    gpt = "gpt.kit:training_task"          # (argv: list[str]) -> TrainingTask
+
+    task = load_training_task("gpt", ["--model.n_layer=2", "--max_steps=50"])
+
+The stage's own `train` command stays the plain loop (`shared.fit.fit`); this is the second
+door into the same task, and the stage does not know which loop is behind it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from shared.errors import UsageError
+from shared.training import RunOptions
+
+GROUP = "shared.tasks"
+
+
+@dataclass
+class TrainingTask:
+    """Everything about one stage's training that does not depend on the engine running it.
+
+    `config` is the stage's own training config (its run options included: `--max_steps`,
+    `--time_limit`, `--seed`, ...), so an option means the same under every loop.
+    """
+
+    stage: str  # the stage that owns the task ("gpt"); checkpoints are this stage's format
+    config: RunOptions  # the stage's parsed training config
+    task: Any  # a shared.fit.Task: train_batch, count, loss, evaluate
+    build_model: Callable[[], Any]  # () -> torch.nn.Module, on the CPU, seeded by the caller
+    build_optimizer: Callable[[Any], Any]  # (module) -> optimizer; groups carry "peak_lr"
+    schedule: Callable[[int, float, float | None], float]  # (step, elapsed, seconds) -> factor
+    checkpoint_meta: Callable[[], dict[str, Any]]  # what the stage's loader needs in meta.json
+    write_run_files: Callable[[Path], None]  # files beside the checkpoints (a tokenizer, ...)
+    shard_units: Callable[[Any], list[Any]]  # (module) -> submodules FSDP shards one by one
+    grad_clip: float = 1.0
+    item_name: str = "tok"  # the unit of task.count(), for the progress bar
+    description: str = ""  # one line for the run's log
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def available_tasks() -> dict[str, Any]:
+    """Task name -> entry point, for every installed stage that offers one."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def load_training_task(name: str, argv: list[str]) -> TrainingTask:
+    """The stage task called `name`, built from the stage's training options in `argv`."""
+    tasks = available_tasks()
+    if name not in tasks:
+        known = ", ".join(sorted(tasks)) or "none installed"
+        raise UsageError(f"unknown task {name!r}; the installed stages offer: {known}")
+    return tasks[name].load()(argv)
