@@ -239,6 +239,14 @@ def generate() -> None:
     sys.exit(run_command("generate"))
 
 
+def sweep() -> None:
+    sys.exit(run_command("sweep"))
+
+
+def compare() -> None:
+    sys.exit(run_command("compare"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]

@@ -23,6 +23,7 @@ from shared.runs import Run
 from shared.tasks import TrainingTask, available_tasks, load_training_task
 from training_kit.launch import WorkersFailed, check_port, launch_workers
 from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
+from training_kit.tracking import check_tracker
 
 
 def check_strategy(kit: KitOptions, training: TrainingTask) -> None:
@@ -66,6 +67,7 @@ def train(argv: list[str]) -> int:
     if kit.num_processes > cores:
         print(f"warning: {kit.num_processes} processes on {cores} cores take turns on them: "
               "slower than fewer, but it runs", file=sys.stderr)  # fmt: skip
+    check_tracker(kit.tracker)
     port = check_port(kit.port) if kit.strategy != "single" else 0
     training = load_training_task(kit.task, stage_argv)  # the stage checks its options and data
     check_strategy(kit, training)

@@ -81,11 +81,14 @@ def train(
     progress: Any,
     save: Callable[[LoopState, str], None],
     stop_requested: Callable[[], bool] = lambda: False,
+    after_evaluation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> LoopState:
     """Train until the step cap or the time limit; evaluate and checkpoint on schedule.
 
     `log(step, **metrics)` and `progress` act on rank 0 only (elsewhere they do nothing);
-    `save(state, name)` is collective: every process calls it.
+    `save(state, name)` is collective: every process calls it. `after_evaluation(step,
+    metrics)` sees every evaluation (a sweep reports it to Optuna, which may stop the trial
+    by raising `optuna.TrialPruned`).
     """
     cfg, task = training.config, training.task
     share = ProcessShare(task, engine.rank, engine.world_size)
@@ -103,6 +106,8 @@ def train(
         shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
         progress.write(f"step {state.step:5d}  {state.elapsed:6.1f}s  {shown}")
         state.last_eval = metrics
+        if after_evaluation is not None:
+            after_evaluation(state.step, metrics)
         return metrics
 
     engine.model.train()

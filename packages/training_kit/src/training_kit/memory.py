@@ -11,14 +11,22 @@ Mixed-precision Adam keeps, per parameter (the ZeRO paper's accounting, Rajbhand
 
 Activations, temporary buffers and fragmentation come on top, and depend on batch and
 sequence length; these are the model *states* only. DeepSpeed's own estimators
-(`estimate_zero2_model_states_mem_needs`, `estimate_zero3_model_states_mem_needs`) count a
-little more: ZeRO-2 keeps full fp32-sized gradient buckets (4 P instead of 2 + 2 / N ...) and
-ZeRO-3 an extra 2 bytes per parameter of buffers plus the largest layer gathered whole.
-`model_table` prints both, so the difference is on the page rather than a surprise.
+(`estimate_zero2_model_states_mem_needs`, `estimate_zero3_model_states_mem_needs`) count
+18 bytes per parameter in the split part instead of 14 or 16: they add an fp32 copy of the
+gradients (4 bytes) and count the 16-bit gradients there (2), beside the fp32 weights and
+Adam's moments (12). ZeRO-2 keeps the 16-bit weights whole (2 P); ZeRO-3 the largest layer
+gathered whole in fp32 (4 x its parameters):
+
+    DeepSpeed ZeRO-2    2 P + 18 P / N
+    DeepSpeed ZeRO-3    4 L + 18 P / N          (L: the largest layer's parameters)
+
+`deepspeed_accounting_bytes` is that arithmetic written out, and a test checks it against
+DeepSpeed's functions; `model_table` prints both accountings side by side.
 
     uv run --package training_kit python -m training_kit.memory     # the README's table
 """
 
+import functools
 from dataclasses import dataclass
 
 GIB = 2**30
@@ -43,6 +51,15 @@ def zero_paper_bytes(params: int, gpus: int, stage: int) -> float:
     return weights + grads + optim
 
 
+def deepspeed_accounting_bytes(size: ModelSize, gpus: int, stage: int) -> int:
+    """DeepSpeed's accounting of GPU bytes for model states at ZeRO-2 or 3, written out."""
+    if stage == 3:
+        return 4 * size.largest_layer + int(18 * size.params / gpus)
+    if stage == 2:
+        return 2 * size.params + int(18 * size.params / gpus)
+    raise ValueError("DeepSpeed estimates ZeRO-2 and ZeRO-3 only")
+
+
 def deepspeed_estimate_bytes(size: ModelSize, gpus_per_node: int, nodes: int, stage: int) -> int:
     """DeepSpeed's own estimate of GPU bytes (no offload), from its estimator functions."""
     import os
@@ -63,7 +80,8 @@ def deepspeed_estimate_bytes(size: ModelSize, gpus_per_node: int, nodes: int, st
     return int(gpu)
 
 
-def gpt2_sizes() -> list[ModelSize]:
+@functools.cache
+def gpt2_sizes() -> tuple[ModelSize, ...]:
     """GPT-2 124M and 350M, and a 1.3B of the same family (GPT-3 XL's shape), counted on our
     `GPT` built on the meta device (no memory)."""
     import torch
@@ -80,7 +98,7 @@ def gpt2_sizes() -> list[ModelSize]:
         params = sum(p.numel() for p in model.parameters())
         largest = max(p.numel() for p in model.parameters())
         sizes.append(ModelSize(name, params, largest))
-    return sizes
+    return tuple(sizes)
 
 
 def model_table(gpus_per_node: int = 8, nodes: int = 1) -> str:

@@ -31,6 +31,9 @@ class KitOptions:
     )  # fmt: skip
     num_processes: int = option(1, "worker processes on this machine (gloo on a CPU)", ge=1)
     accumulation_steps: int = option(1, "micro-batches per optimizer step, per process", ge=1)
+    tracker: Literal["none", "tensorboard", "mlflow", "wandb"] = option(
+        "none", "also log through this Accelerate tracker, into the run folder (offline)"
+    )
     port: int = option(0, "rendezvous port on 127.0.0.1 (0: a free one)", ge=0, le=65535)
     list_tasks: bool = option(False, "print the tasks the installed stages offer, and exit")
     run_folder: str | None = option(None, "(set by the launcher for its workers)")

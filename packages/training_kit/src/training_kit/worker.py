@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ import torch.distributed as dist
 from shared.atomic import write_text_atomic
 from shared.checkpoint import save_checkpoint
 from shared.commands import report_errors
+from shared.config import config_to_dict
 from shared.runs import Run
 from shared.tasks import TrainingTask, load_training_task
 from shared.training import prune_checkpoints, setup
 from training_kit.loop import LoopState, train
 from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
 from training_kit.strategies import AccelerateEngine, DeepSpeedEngine, Engine, FSDPEngine
+from training_kit.tracking import start_tracker
 
 
 class Silent:
@@ -70,10 +73,14 @@ def make_engine(
 
 
 def work(
-    kit: KitOptions, stage_argv: list[str], training: TrainingTask | None = None
+    kit: KitOptions,
+    stage_argv: list[str],
+    training: TrainingTask | None = None,
+    after_evaluation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train the task under the strategy; returns the last evaluation (on every rank).
-    `training` is the task already built (by the launching process, for `single`)."""
+    `training` is the task already built (by the launching process, for `single`);
+    `after_evaluation` goes to the loop (a sweep's pruning)."""
     rank, world_size = join_group(kit)
     if training is None:
         training = load_training_task(kit.task, stage_argv)
@@ -86,10 +93,16 @@ def work(
     engine = make_engine(kit, training, model, env.precision)
     sharding = engine.check_sharding()
     run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
+    tracker = None
+    if run is not None:
+        config = {"training_kit": vars(kit), training.stage: config_to_dict(cfg)}
+        tracker = start_tracker(kit.tracker, run.folder, training.stage, config)
 
     def log(step: int, **metrics: Any) -> None:
         if run is not None:
             run.log(step, **metrics)
+        if tracker is not None:
+            tracker.log(metrics, step=step)
 
     def save(state: LoopState, name: str) -> None:
         weights = engine.full_state_dict()  # collective: every rank gathers its shard
@@ -116,12 +129,14 @@ def work(
         bar = contextlib.nullcontext(Silent())
     with bar as progress:
         state = train(engine, training, kit.accumulation_steps, env.device, env.precision,
-                      log, progress, save)  # fmt: skip
+                      log, progress, save, after_evaluation=after_evaluation)  # fmt: skip
     save(state, "final")
     if run is not None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in (state.last_eval or {}).items())
         print(f"after {state.step} steps ({state.elapsed:.0f}s of training): {shown}", flush=True)
         write_text_atomic(run.folder / "result.json", json.dumps(state.last_eval or {}))
+    if tracker is not None:
+        tracker.finish()
     if dist.is_initialized():
         dist.destroy_process_group()
     return state.last_eval or {}
