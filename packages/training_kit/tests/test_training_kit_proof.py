@@ -58,7 +58,7 @@ def proof(tmp_path_factory, text_file) -> Path:
 
 
 def losses_of(folder: Path, name: str) -> list[float]:
-    return json.loads((folder / f"{name}.json").read_text())
+    return json.loads((folder / f"{name}.json").read_text())["losses"]
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -8,7 +8,7 @@ offers all of it as a `TrainingTask`, built from the same command-line options a
 
     # packages/gpt/pyproject.toml
     [project.entry-points."shared.tasks"]
-    gpt = "gpt.kit:training_task"          # (argv: list[str]) -> TrainingTask
+    gpt = "gpt.kit:training_task"          # (argv: list[str], prog: str) -> TrainingTask
 
     task = load_training_task("gpt", ["--model.n_layer=2", "--max_steps=50"])
 
@@ -56,10 +56,13 @@ def available_tasks() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def load_training_task(name: str, argv: list[str]) -> TrainingTask:
-    """The stage task called `name`, built from the stage's training options in `argv`."""
+def load_training_task(
+    name: str, argv: list[str], prog: str = "training_kit train"
+) -> TrainingTask:
+    """The stage task called `name`, built from the stage's training options in `argv`;
+    `prog` is the command named in `--help` and in errors."""
     tasks = available_tasks()
     if name not in tasks:
         known = ", ".join(sorted(tasks)) or "none installed"
         raise UsageError(f"unknown task {name!r}; the installed stages offer: {known}")
-    return tasks[name].load()(argv)
+    return tasks[name].load()(argv, prog)

@@ -20,10 +20,10 @@ from shared.errors import UsageError
 from shared.tasks import TrainingTask
 
 
-def training_task(argv: list[str]) -> TrainingTask:
+def training_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`gpt train`'s task from `gpt train`'s options (those about the loop itself are ignored:
     `--compile`, `--resume` and the final sample belong to the stage's own command)."""
-    cfg = parse_config(TrainConfig, argv, prog="training_kit train --task gpt")
+    cfg = parse_config(TrainConfig, argv, prog=prog)
     if cfg.resume:
         raise UsageError("--resume belongs to `gpt train`; training_kit has its own --resume")
     if cfg.text_file is not None:

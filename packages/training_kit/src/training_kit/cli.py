@@ -17,12 +17,15 @@ import contextlib
 import json
 import sys
 
+from shared.atomic import write_text_atomic
+from shared.checkpoint import read_meta
 from shared.config import format_help
 from shared.errors import UsageError
-from shared.runs import Run
+from shared.runs import Run, latest_checkpoint
 from shared.tasks import TrainingTask, available_tasks, load_training_task
 from training_kit.launch import WorkersFailed, check_port, launch_workers
-from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
+from training_kit.options import KIT_KEYS, KitOptions, parse_kit, split_argv, usable_cores
+from training_kit.options import kit_argv as kit_argv_of
 from training_kit.tracking import check_tracker
 
 
@@ -50,13 +53,13 @@ def print_help(argv: list[str]) -> None:
     if task in available_tasks():
         print(f"\nthe {task} task's own options follow (those of `{task} train`):\n")
         with contextlib.suppress(SystemExit):
-            load_training_task(task, ["--help"])
+            load_training_task(task, ["--help"], prog=f"training_kit train --task {task}")
 
 
 def train(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print_help(argv)
-        return 0
+        raise SystemExit(0)  # as every command's --help does (shared.config)
     kit_argv, stage_argv = split_argv(argv)
     kit = parse_kit(kit_argv)
     if kit.list_tasks:
@@ -69,19 +72,25 @@ def train(argv: list[str]) -> int:
               "slower than fewer, but it runs", file=sys.stderr)  # fmt: skip
     check_tracker(kit.tracker)
     port = check_port(kit.port) if kit.strategy != "single" else 0
+    earlier: list[dict] = []
+    if kit.resume is not None:
+        stage_argv, earlier = prepare_resume(kit, kit_argv, stage_argv)
     training = load_training_task(kit.task, stage_argv)  # the stage checks its options and data
     check_strategy(kit, training)
 
     run = Run.start(training.stage, training.config, name=training.config.run_name)
-    (run.folder / "training_kit.json").write_text(json.dumps(vars(kit), indent=2))
+    write_text_atomic(run.folder / "training_kit.json", json.dumps(vars(kit), indent=2))
     training.write_run_files(run.folder)
+    if earlier:  # a resumed run's curve starts with the steps it continues from
+        write_text_atomic(run.metrics_path, "".join(json.dumps(m) + "\n" for m in earlier))
     kit.run_folder = str(run.folder)
     if kit.strategy == "single":
         from training_kit.worker import work
 
         work(kit, stage_argv, training)
     else:
-        worker_argv = [*kit_argv, f"--run_folder={run.folder}", *stage_argv]
+        # The kit's options as resolved here (the task and checkpoint of --resume included).
+        worker_argv = [*kit_argv_of(kit), *stage_argv]
         try:
             launch_workers(kit.num_processes, port, worker_argv)
         except WorkersFailed as error:
@@ -93,10 +102,55 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+def saved_options(config: dict, prefix: str = "") -> list[str]:
+    """A saved stage config as `--key=value` options (nested keys dotted), the kit's own keys
+    left out: what `--resume` puts before the options given on its command line."""
+    argv = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            argv += saved_options(value, f"{prefix}{key}.")
+            continue
+        if not prefix and key in KIT_KEYS:
+            continue
+        if value is None:
+            text = "none"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        argv.append(f"--{prefix}{key}={text}")
+    return argv
+
+
+def prepare_resume(kit: KitOptions, kit_argv: list[str], stage_argv: list[str]):
+    """Point `kit.resume` at the run's latest checkpoint; returns the task's options (the run's,
+    then this command's) and the run's metrics up to that checkpoint."""
+    from training_kit.compare import find_run
+
+    folder = find_run(kit.resume)
+    checkpoint = latest_checkpoint(folder)
+    meta = read_meta(checkpoint)
+    if "loop" not in meta or not (checkpoint / "optimizer.safetensors").is_file():
+        raise UsageError(f"{checkpoint} holds weights only (saved under DeepSpeed, or by the "
+                         "stage's own loop): it can be sampled from, not resumed")  # fmt: skip
+    if kit.strategy == "deepspeed":
+        raise UsageError("--resume under --strategy deepspeed is not supported yet; resume "
+                         "with single, ddp or fsdp")  # fmt: skip
+    saved_kit = json.loads((folder / "training_kit.json").read_text())
+    if not any(a.startswith("--task") for a in kit_argv):
+        kit.task = saved_kit["task"]
+    kit.resume = str(checkpoint.resolve())
+    saved = json.loads((folder / "config.json").read_text())
+    earlier = [m for m in Run(folder).metrics() if m["step"] <= meta["step"]]
+    print(f"resuming {folder} from {checkpoint.name} (step {meta['step']}, saved under "
+          f"{saved_kit['strategy']} x {saved_kit['num_processes']})", flush=True)  # fmt: skip
+    return [*saved_options(saved), *stage_argv], earlier
+
+
 def last_checkpoint_note(run: Run) -> str:
     """Where the last complete checkpoint is, for the line that reports a failure."""
-    from shared.runs import latest_checkpoint
-
     try:
         return f"last complete checkpoint: {latest_checkpoint(run.folder)}"
     except UsageError:

@@ -68,7 +68,19 @@ def anyone(flag: bool) -> bool:
 class LoopState:
     step: int = 0
     elapsed: float = 0.0  # seconds of training, this process's clock
+    generator: torch.Generator | None = None  # draws the batches; a checkpoint keeps its state
     last_eval: dict[str, float] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.generator is not None
+        return {"step": self.step, "elapsed": self.elapsed,
+                "generator": self.generator.get_state().tolist()}  # fmt: skip
+
+    @classmethod
+    def from_state_dict(cls, saved: dict[str, Any]) -> "LoopState":
+        generator = torch.Generator()
+        generator.set_state(torch.tensor(saved["generator"], dtype=torch.uint8))
+        return cls(step=saved["step"], elapsed=saved["elapsed"], generator=generator)
 
 
 def train(
@@ -82,18 +94,21 @@ def train(
     save: Callable[[LoopState, str], None],
     stop_requested: Callable[[], bool] = lambda: False,
     after_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+    start: LoopState | None = None,
 ) -> LoopState:
     """Train until the step cap or the time limit; evaluate and checkpoint on schedule.
 
     `log(step, **metrics)` and `progress` act on rank 0 only (elsewhere they do nothing);
     `save(state, name)` is collective: every process calls it. `after_evaluation(step,
     metrics)` sees every evaluation (a sweep reports it to Optuna, which may stop the trial
-    by raising `optuna.TrialPruned`).
+    by raising `optuna.TrialPruned`). `start` continues a saved state (`--resume`).
     """
     cfg, task = training.config, training.task
     share = ProcessShare(task, engine.rank, engine.world_size)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    state = LoopState()
+    state = start or LoopState()
+    if state.generator is None:
+        state.generator = torch.Generator().manual_seed(cfg.seed)
+    generator = state.generator
     seconds = cfg.time_limit or None
 
     def precision_ctx():

@@ -35,6 +35,11 @@ class KitOptions:
         "none", "also log through this Accelerate tracker, into the run folder (offline)"
     )
     port: int = option(0, "rendezvous port on 127.0.0.1 (0: a free one)", ge=0, le=65535)
+    resume: str | None = option(
+        None,
+        "continue a kit run (its folder or name) from its latest checkpoint, under any "
+        "strategy but deepspeed; the run's options are kept, those given here win",
+    )
     list_tasks: bool = option(False, "print the tasks the installed stages offer, and exit")
     run_folder: str | None = option(None, "(set by the launcher for its workers)")
 
@@ -79,6 +84,16 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             stage.append(token)
     return kit, stage
+
+
+def kit_argv(kit: KitOptions) -> list[str]:
+    """The options as a command line again: what the launcher passes its workers."""
+    argv = []
+    for key, value in vars(kit).items():
+        if value is None or key == "list_tasks":
+            continue
+        argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return argv
 
 
 def parse_kit(argv: list[str]) -> KitOptions:

@@ -4,7 +4,8 @@
         -- --task gpt --optimizer=adamw --max_steps=4 ...      (under the elastic launcher)
 
 Each strategy trains the same task from the same seed for the same steps; rank 0 writes the
-per-step losses (`<name>.json`) and the final weights (`<name>.safetensors`) into OUT_FOLDER.
+per-step losses and seconds (`<name>.json`) and the final weights (`<name>.safetensors`) into
+OUT_FOLDER. `tools/bench/training_kit_overhead.py` reads the seconds.
 The tests compare them with each other and with `single` run in the test's own process with
 `--accumulation_steps` equal to the number of processes (`run_strategy`), which must take
 exactly the steps of DDP. One launch for all of them keeps CI short: starting a process that
@@ -13,6 +14,7 @@ imports torch, Accelerate and DeepSpeed costs more than the training here.
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +29,26 @@ from training_kit.options import KitOptions, parse_kit, split_argv
 from training_kit.worker import Silent, join_group, make_engine
 
 
-def run_strategy(kit: KitOptions, training: TrainingTask) -> tuple[list[float], dict[str, Any]]:
-    """(the per-step losses, the final weights on rank 0 (else {})) of one strategy."""
+def run_strategy(
+    kit: KitOptions, training: TrainingTask, step_seconds: list[float] | None = None
+) -> tuple[list[float], dict[str, Any]]:
+    """(the per-step losses, the final weights on rank 0 (else {})) of one strategy;
+    `step_seconds` gets the wall time of each step after the first."""
     env = setup(training.config)
     seed_everything(training.config.seed)  # the same initial weights for every strategy
     model = training.build_model().to(env.device)
     engine = make_engine(kit, training, model, env.precision)
     engine.check_sharding()
     losses: list[float] = []
+    last = [time.perf_counter()]
 
     def log(step: int, **metrics: Any) -> None:
         if "loss" in metrics:
             losses.append(metrics["loss"])
+            now = time.perf_counter()
+            if step_seconds is not None and step > 1:
+                step_seconds.append(now - last[0])
+            last[0] = now
 
     train(engine, training, kit.accumulation_steps, env.device, env.precision, log, Silent(),
           save=lambda state, name: None)  # fmt: skip
@@ -67,10 +77,12 @@ def main(argv: list[str]) -> None:
             num_processes=world_size,
             accumulation_steps=base.accumulation_steps,
         )
-        losses, weights = run_strategy(kit, training)
+        seconds: list[float] = []
+        losses, weights = run_strategy(kit, training, seconds)
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            (out / f"{name_of(spec)}.json").write_text(json.dumps(losses))
+            record = {"losses": losses, "step_seconds": seconds}
+            (out / f"{name_of(spec)}.json").write_text(json.dumps(record))
             save_file({k: v.clone().contiguous() for k, v in weights.items()},
                       str(out / f"{name_of(spec)}.safetensors"))  # fmt: skip
         dist.barrier()

@@ -70,9 +70,37 @@ class Engine:
         every rank must call it."""
         raise NotImplementedError
 
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        """The optimizer's whole state, keyed by parameter names (so it loads under another
+        strategy), on rank 0 (None elsewhere). Collective."""
+        raise NotImplementedError
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        """Load `optimizer_state_dict`'s result (every rank passes the whole of it)."""
+        raise NotImplementedError
+
     def check_sharding(self) -> str:
         """Raise unless the weights or states are split as this strategy promises; a line on how."""
         raise NotImplementedError
+
+
+def full_optimizer_state(module: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
+    """torch's name-keyed view of an optimizer's state: {"state": {param name: {...}},
+    "param_groups": [{"params": [names], ...}]}, gathered whole (FSDP's shards included)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(module, optimizer, options=options)
+
+
+def load_full_optimizer_state(module: torch.nn.Module, optimizer: Any, state: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    peaks = [group["peak_lr"] for group in optimizer.param_groups]  # this command's rates win
+    set_optimizer_state_dict(module, optimizer, state,
+                             options=StateDictOptions(full_state_dict=True))  # fmt: skip
+    for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+        group["peak_lr"] = peak
 
 
 def _check_world(world_size: int) -> None:
@@ -120,6 +148,28 @@ class AccelerateEngine(Engine):
         # (Accelerate's unwrap_model would import DeepSpeed to check for it: 10 s here.)
         module = getattr(self.model, "module", self.model)  # DDP keeps the model as .module
         return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def _module_and_optimizer(self) -> tuple[torch.nn.Module, Any]:
+        module = getattr(self.model, "module", self.model)
+        return module, getattr(self.optimizer, "optimizer", self.optimizer)  # Accelerate's wrap
+
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        module, optimizer = self._module_and_optimizer()
+        if isinstance(optimizer, torch.optim.Optimizer):
+            state = full_optimizer_state(module, optimizer)  # by parameter name: portable
+        else:  # gpt's Muon + AdamW pair: its own state_dict, for the strategies that keep it
+            state = optimizer.state_dict()
+        return state if self.accelerator.is_main_process else None
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        module, optimizer = self._module_and_optimizer()
+        if isinstance(optimizer, torch.optim.Optimizer):
+            load_full_optimizer_state(module, optimizer, state)
+            return
+        peaks = [group["peak_lr"] for group in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+            group["peak_lr"] = peak
 
     def check_sharding(self) -> str:
         wrapped = isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
@@ -184,6 +234,13 @@ class FSDPEngine(Engine):
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(self.model, options=options)  # gathered on rank 0
         return state if self.rank == 0 else None
+
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        state = full_optimizer_state(self.model, self.optimizer)
+        return state if self.rank == 0 else None
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        load_full_optimizer_state(self.model, self.optimizer, state)
 
     def check_sharding(self) -> str:
         local = sum(p.to_local().numel() for p in self.model.parameters())
@@ -283,6 +340,15 @@ class DeepSpeedEngine(Engine):
             if self.rank != 0:
                 return None
             return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        return None  # ZeRO's partitioned states: not consolidated yet, so no --resume (README)
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        raise UsageError(
+            "--resume under --strategy deepspeed is not supported yet; resume with single, ddp "
+            "or fsdp (the weights are whole in every checkpoint)"
+        )
 
     def check_sharding(self) -> str:
         module = self.engine.module

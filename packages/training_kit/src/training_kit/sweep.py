@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.config import option, parse_config
+from shared.config import format_help, option, parse_config
 from shared.errors import UsageError
 from shared.paths import runs_dir
 from shared.runs import Run, save_figure
@@ -158,16 +158,20 @@ def sweep(argv: list[str]) -> int:
 
     from training_kit.worker import work
 
+    prog = "training_kit sweep"
+    if "-h" in argv or "--help" in argv:
+        print(format_help(SweepOptions, prog, __doc__.split("\n\n")[0]))
+        print("\nand the task's own options, as `training_kit train --help` lists them")
+        raise SystemExit(0)
     ours, rest = split_sweep_argv(argv)
-    opts = parse_config(SweepOptions, ours, prog="training_kit sweep",
-                        description=__doc__.split("\n\n")[0])  # fmt: skip
-    if opts.study is None or not opts.study or "/" in opts.study:
-        raise UsageError("name the study: --study NAME (a plain name; it resumes by that name)")
+    opts = parse_config(SweepOptions, ours, prog=prog)
     kit_argv, stage_argv = split_argv(rest)
     if kit_argv:
         raise UsageError(f"sweep runs each trial in one process: drop {kit_argv[0]}")
+    training = load_training_task(opts.task, stage_argv, prog)  # checks the task's options
+    if opts.study is None or not opts.study or "/" in opts.study:
+        raise UsageError("name the study: --study NAME (a plain name; it resumes by that name)")
     space = read_space(opts.space, opts.task)
-    training = load_training_task(opts.task, stage_argv)  # checks the task's options now
     folder = runs_dir() / "training_kit" / "sweeps" / opts.study
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -196,7 +200,7 @@ def sweep(argv: list[str]) -> int:
         values = suggest(trial, space)
         name = f"{opts.study}-{trial.number:03d}"
         trial_argv = [*stage_argv, *[f"--{k}={v}" for k, v in values.items()], f"--run_name={name}"]
-        trial_task = load_training_task(opts.task, trial_argv)
+        trial_task = load_training_task(opts.task, trial_argv, prog)
         run = Run.start(trial_task.stage, trial_task.config, name=name, quiet=True)
         trial_task.write_run_files(run.folder)
         print(f"trial {trial.number}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)

@@ -17,9 +17,10 @@ import torch
 import torch.distributed as dist
 
 from shared.atomic import write_text_atomic
-from shared.checkpoint import save_checkpoint
+from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.commands import report_errors
 from shared.config import config_to_dict
+from shared.errors import UsageError
 from shared.runs import Run
 from shared.tasks import TrainingTask, load_training_task
 from shared.training import prune_checkpoints, setup
@@ -72,6 +73,20 @@ def make_engine(
     )  # fmt: skip
 
 
+def read_resumable(folder: Path, model: torch.nn.Module) -> Any:
+    """A kit checkpoint's weights loaded into `model`; the checkpoint (optimizer state, meta).
+    Refuses one that cannot continue exactly: no optimizer state, or no loop state."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    checkpoint = load_checkpoint(folder, expected=expected, framework="torch")
+    if checkpoint.optimizer is None or "loop" not in checkpoint.meta:
+        raise UsageError(
+            f"{folder} holds weights only (saved under DeepSpeed, or by the stage's own loop): "
+            "sample from it, or start a new run from the stage"
+        )
+    model.load_state_dict(checkpoint.model)
+    return checkpoint
+
+
 def work(
     kit: KitOptions,
     stage_argv: list[str],
@@ -90,9 +105,23 @@ def work(
     env = setup(cfg)  # threads, device, precision, seeds: the same weights on every rank
     main = rank == 0
     model = training.build_model().to(env.device)
+    resumed = None
+    if kit.resume is not None:  # whole weights into every rank's model, before any sharding
+        resumed = read_resumable(Path(kit.resume), model)
     engine = make_engine(kit, training, model, env.precision)
     sharding = engine.check_sharding()
+    start = None
+    if resumed is not None:
+        engine.load_optimizer_state_dict(resumed.optimizer)
+        start = LoopState.from_state_dict(resumed.meta["loop"])
     run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
+    if run is not None and not (run.folder / "config.json").is_file():
+        # Started by another launcher (torchrun, accelerate launch, deepspeed) on a cluster:
+        # the folder is this process's to make, as `training_kit train` would have.
+        run.folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run.folder / "config.json", json.dumps(config_to_dict(cfg), indent=2))
+        write_text_atomic(run.folder / "training_kit.json", json.dumps(vars(kit), indent=2))
+        training.write_run_files(run.folder)
     tracker = None
     if run is not None:
         config = {"training_kit": vars(kit), training.stage: config_to_dict(cfg)}
@@ -106,15 +135,17 @@ def work(
 
     def save(state: LoopState, name: str) -> None:
         weights = engine.full_state_dict()  # collective: every rank gathers its shard
+        optimizer = engine.optimizer_state_dict()  # ... and its share of Adam's moments
         if run is not None and weights is not None:
             meta = {
                 **training.checkpoint_meta(),
                 "step": state.step,
                 "elapsed": state.elapsed,
+                "loop": state.state_dict(),
                 "training_kit": {"strategy": kit.strategy, "zero_stage": kit.zero_stage,
                                  "num_processes": world_size},
             }  # fmt: skip
-            save_checkpoint(run.checkpoints / name, weights, meta=meta)
+            save_checkpoint(run.checkpoints / name, weights, optimizer=optimizer, meta=meta)
             prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)  # the step_ ones only
         if dist.is_initialized():
             dist.barrier()
@@ -128,8 +159,10 @@ def work(
     else:
         bar = contextlib.nullcontext(Silent())
     with bar as progress:
-        state = train(engine, training, kit.accumulation_steps, env.device, env.precision,
-                      log, progress, save, after_evaluation=after_evaluation)  # fmt: skip
+        state = train(
+            engine, training, kit.accumulation_steps, env.device, env.precision, log, progress,
+            save, after_evaluation=after_evaluation, start=start,
+        )  # fmt: skip
     save(state, "final")
     if run is not None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in (state.last_eval or {}).items())

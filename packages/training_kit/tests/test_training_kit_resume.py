@@ -1,0 +1,82 @@
+"""`--resume`: a kit run continues from its latest checkpoint with exactly the losses of an
+uninterrupted run, under the same strategy or another one (DDP -> FSDP here)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.commands import run_command
+
+TINY = [
+    "--optimizer=adamw",
+    "--model.n_layer=1",
+    "--model.n_head=2",
+    "--model.n_embd=32",
+    "--model.block_size=16",
+    "--batch_size=4",
+    "--time_limit=0",
+    "--eval_interval=3",
+    "--eval_iters=1",
+    "--precision=fp32",
+    "--device=cpu",
+    "--threads=1",
+    "--decay=constant",  # the rate must not depend on --max_steps, which the runs below change
+    "--warmup_steps=0",
+]
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    path = tmp_path / "text.txt"
+    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def losses(folder: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def kit(*args: str) -> int:
+    return run_command("train", ["--stage=training_kit", *args])
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_single_process_run_resumes_exactly(runs, text_file, optimizer):
+    common = [*TINY, f"--text_file={text_file}", f"--optimizer={optimizer}"]
+    assert kit(*common, "--max_steps=3", "--run_name=cut") == 0
+    assert kit("--resume=cut", "--max_steps=6", "--run_name=resumed") == 0
+    assert kit(*common, "--max_steps=6", "--run_name=straight") == 0
+    resumed, straight = losses(runs / "gpt" / "resumed"), losses(runs / "gpt" / "straight")
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]  # the old steps, then the new ones
+    assert resumed == pytest.approx(straight, rel=1e-6)
+
+
+def test_a_ddp_run_resumes_under_fsdp_with_the_same_losses(runs, text_file):
+    common = [*TINY, f"--text_file={text_file}"]
+    two = ["--num_processes=2"]
+    assert kit("--strategy=ddp", *two, *common, "--max_steps=3", "--run_name=ddp") == 0
+    assert kit("--strategy=fsdp", *two, "--resume=ddp", "--max_steps=6", "--run_name=fsdp") == 0
+    # DDP on 2 processes takes the steps of one process accumulating 2 (test_..._proof.py)
+    assert kit(*common, "--accumulation_steps=2", "--max_steps=6", "--run_name=one") == 0
+    resumed, straight = losses(runs / "gpt" / "fsdp"), losses(runs / "gpt" / "one")
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    assert resumed == pytest.approx(straight, rel=1e-5)
+    meta = json.loads((runs / "gpt" / "fsdp" / "checkpoints" / "final" / "meta.json").read_text())
+    assert meta["training_kit"]["strategy"] == "fsdp" and meta["step"] == 6
+
+
+def test_a_checkpoint_without_optimizer_state_is_refused(runs, text_file, capsys):
+    common = [*TINY, f"--text_file={text_file}"]
+    assert kit("--strategy=deepspeed", "--zero_stage=1", *common, "--max_steps=3",
+               "--run_name=ds") == 0  # fmt: skip
+    capsys.readouterr()
+    assert kit("--resume=ds", "--max_steps=6") == 2
+    assert "holds weights only" in capsys.readouterr().err
