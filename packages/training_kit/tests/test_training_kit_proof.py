@@ -94,3 +94,60 @@ def test_sharded_strategies_take_the_steps_of_ddp(proof, spec):
     assert losses_of(proof, name) == pytest.approx(losses_of(proof, "ddp"), rel=1e-5)
     ddp = load_file(str(proof / "ddp.safetensors"))
     assert_same_weights(load_file(str(proof / f"{name}.safetensors")), ddp)
+
+
+# The transformer stage's SST-2 classifier: an epoch sampler over length-grouped batches, so
+# batches vary in size and length; the kit's weighting by items must still make DDP exact.
+
+
+def tiny_sst2(folder: Path) -> list[str]:
+    words = ["good", "great", "fun", "bad", "dull", "awful", "the", "film", "plot", "was"]
+    rng = __import__("random").Random(0)
+    for name, n in (("train", 240), ("dev", 40)):
+        rows = []
+        for _ in range(n):
+            sentence = " ".join(rng.choice(words) for _ in range(rng.randint(2, 9)))
+            label = int(sum(w in ("good", "great", "fun") for w in sentence.split())
+                        > sum(w in ("bad", "dull", "awful") for w in sentence.split()))  # fmt: skip
+            rows.append(f"{sentence}\t{label}")
+        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return [
+        f"--train_file={folder / 'train.tsv'}",
+        f"--dev_file={folder / 'dev.tsv'}",
+        "--model.d_model=32",
+        "--model.nhead=2",
+        "--model.num_layers=2",
+        "--model.dim_feedforward=64",
+        "--model.dropout=0",  # dropout's masks are per process: equal in law, not in value
+        "--batch_size=16",
+        "--max_steps=5",
+        "--precision=fp32",
+        "--device=cpu",
+        "--threads=1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sst2_proof(tmp_path_factory) -> tuple[Path, list[str]]:
+    data = tmp_path_factory.mktemp("sst2")
+    args = tiny_sst2(data)
+    out = tmp_path_factory.mktemp("sst2_proof")
+    launch_workers(2, free_port(), [str(out), "ddp", "fsdp", "--", "--task=transformer_sst2",
+                                    *args], module="training_kit.proof")  # fmt: skip
+    return out, args
+
+
+def test_the_transformer_classifier_takes_the_same_steps_under_ddp_fsdp_and_one_process(
+    sst2_proof, one_thread
+):
+    out, args = sst2_proof
+    training = load_training_task("transformer_sst2", args)
+    losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
+    ddp = losses_of(out, "ddp")
+    assert len(ddp) == 5
+    assert losses == pytest.approx(ddp, rel=1e-5)
+    assert losses_of(out, "fsdp") == pytest.approx(ddp, rel=1e-5)
+    assert_same_weights(weights, load_file(str(out / "ddp.safetensors")))
+    assert_same_weights(
+        load_file(str(out / "fsdp.safetensors")), load_file(str(out / "ddp.safetensors"))
+    )

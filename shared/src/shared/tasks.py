@@ -46,6 +46,10 @@ class TrainingTask:
     write_run_files: Callable[[Path], None]  # files beside the checkpoints (a tokenizer, ...)
     shard_units: Callable[[Any], list[Any]]  # (module) -> submodules FSDP shards one by one
     grad_clip: float = 1.0
+    # A stage that counts in epochs (transformer: --epochs, evaluation at each epoch's end)
+    # gives its budget in steps here; 0 means "the config's --max_steps / --eval_interval".
+    max_steps: int = 0
+    eval_interval: int = 0
     item_name: str = "tok"  # the unit of task.count(), for the progress bar
     description: str = ""  # one line for the run's log
     extra: dict[str, Any] = field(default_factory=dict)

@@ -104,6 +104,8 @@ def train(
     by raising `optuna.TrialPruned`). `start` continues a saved state (`--resume`).
     """
     cfg, task = training.config, training.task
+    max_steps = training.max_steps or cfg.max_steps
+    eval_interval = training.eval_interval or cfg.eval_interval
     share = ProcessShare(task, engine.rank, engine.world_size)
     state = start or LoopState()
     if state.generator is None:
@@ -127,7 +129,7 @@ def train(
 
     engine.model.train()
     while True:
-        out_of_steps = bool(cfg.max_steps) and state.step >= cfg.max_steps
+        out_of_steps = bool(max_steps) and state.step >= max_steps
         out_of_time = seconds is not None and state.elapsed >= seconds
         if anyone(out_of_steps or out_of_time or stop_requested()):
             break
@@ -152,7 +154,7 @@ def train(
             logged["grad_norm"] = grad_norm
         log(state.step, **logged)
         progress.advance(loss=loss_value, items=int(total))
-        evaluated = state.step % cfg.eval_interval == 0
+        evaluated = state.step % eval_interval == 0
         if evaluated:
             evaluate()
         state.elapsed += time.perf_counter() - started
@@ -161,6 +163,6 @@ def train(
             saving = time.perf_counter()
             save(state, f"step_{state.step:06d}")
             state.elapsed += time.perf_counter() - saving
-    if state.last_eval is None or state.step % cfg.eval_interval != 0:
+    if state.last_eval is None or state.step % eval_interval != 0:
         evaluate()
     return state

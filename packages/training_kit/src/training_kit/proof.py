@@ -66,9 +66,10 @@ def main(argv: list[str]) -> None:
     kit_argv, stage_argv = split_argv(rest)
     base = parse_kit(kit_argv)
     rank, world_size = join_group(KitOptions(strategy="ddp", num_processes=world_size_env()))
-    training = load_training_task(base.task, stage_argv)
-    training.config.threads = 1
     for spec in specs:
+        # A fresh task each time: an epoch sampler remembers where the last strategy left it.
+        training = load_training_task(base.task, stage_argv)
+        training.config.threads = 1
         strategy, _, stage = spec.partition(":")
         kit = KitOptions(
             task=base.task,

@@ -110,10 +110,15 @@ def work(
         resumed = read_resumable(Path(kit.resume), model)
     engine = make_engine(kit, training, model, env.precision)
     sharding = engine.check_sharding()
+    # The weights are built alike everywhere; from here each process draws its own dropout
+    # masks (the same seed would give every process the same masks for different batches).
+    torch.manual_seed(cfg.seed + rank)
     start = None
     if resumed is not None:
         engine.load_optimizer_state_dict(resumed.optimizer)
         start = LoopState.from_state_dict(resumed.meta["loop"])
+        if resumed.meta.get("sampler") is not None:  # an epoch-based task: where in the epoch
+            training.task.sampler.load_state_dict(resumed.meta["sampler"])
     run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
     if run is not None and not (run.folder / "config.json").is_file():
         # Started by another launcher (torchrun, accelerate launch, deepspeed) on a cluster:
@@ -133,6 +138,8 @@ def work(
         if tracker is not None:
             tracker.log(metrics, step=step)
 
+    sampler = getattr(training.task, "sampler", None)  # shared.epochs.EpochSampler, if any
+
     def save(state: LoopState, name: str) -> None:
         weights = engine.full_state_dict()  # collective: every rank gathers its shard
         optimizer = engine.optimizer_state_dict()  # ... and its share of Adam's moments
@@ -142,6 +149,7 @@ def work(
                 "step": state.step,
                 "elapsed": state.elapsed,
                 "loop": state.state_dict(),
+                "sampler": sampler.state_dict() if sampler is not None else None,
                 "training_kit": {"strategy": kit.strategy, "zero_stage": kit.zero_stage,
                                  "num_processes": world_size},
             }  # fmt: skip
@@ -155,7 +163,8 @@ def work(
               f"{env.precision_note}, {cfg.threads} thread(s) each", flush=True)  # fmt: skip
         print(sharding, flush=True)
     if run is not None:
-        bar = run.progress(cfg.max_steps or None, item_name=training.item_name)
+        total = training.max_steps or cfg.max_steps or None
+        bar = run.progress(total, item_name=training.item_name)
     else:
         bar = contextlib.nullcontext(Silent())
     with bar as progress:
