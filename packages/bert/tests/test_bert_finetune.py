@@ -147,6 +147,18 @@ def test_bad_options_fail_with_one_line_and_exit_2(args, message, tmp_path, monk
     assert not (tmp_path / "bert").exists() or not any((tmp_path / "bert").iterdir())
 
 
+def test_train_rows_trains_on_a_random_subset_and_refuses_more_than_there_are(
+    tmp_path, monkeypatch, capsys
+):
+    dataset_or_skip("sst2")
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    common = ["--stage=bert", "--init=none", *TINY, "--max_steps=1", "--threads=1"]
+    assert run_command("finetune", [*common, "--train_rows=50", "--select_rows=20"]) == 0
+    assert "sst2: 50 training rows, 20 held out" in capsys.readouterr().out
+    assert run_command("finetune", [*common, "--train_rows=10000000"]) == 2
+    assert "--train_rows 10000000: only " in capsys.readouterr().err
+
+
 def test_a_vocabulary_that_does_not_match_the_checkpoint_is_refused(tmp_path, monkeypatch, capsys):
     transformers = pytest.importorskip("transformers")
     hf = transformers.BertModel(

@@ -2,6 +2,10 @@
 uninterrupted run, under the same strategy or another one (DDP -> FSDP here)."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +84,34 @@ def test_a_checkpoint_without_optimizer_state_is_refused(runs, text_file, capsys
     capsys.readouterr()
     assert kit("--resume=ds", "--max_steps=6") == 2
     assert "holds weights only" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_every_worker_at_a_step_and_the_run_resumes_exactly(runs, text_file):
+    """A real SIGINT to the launcher of 2 DDP workers: it forwards it, they agree to stop after
+    the same step, save checkpoints/interrupted and exit 130; resuming continues exactly."""
+    common = [*TINY, "--eval_interval=1000", f"--text_file={text_file}"]
+    command = [str(Path(sys.executable).parent / "train"), "--stage=training_kit",
+               "--strategy=ddp", "--num_processes=2", *common, "--max_steps=100000",
+               "--run_name=cut"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**__import__("os").environ, "RUNS_DIR": str(runs)})  # fmt: skip
+    folder = runs / "gpt" / "cut"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (folder / "metrics.jsonl").is_file() and len(losses(folder)) >= 5:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert f"resume with: uv run --package training_kit train --resume {folder}" in out
+    stopped = json.loads((folder / "checkpoints" / "interrupted" / "meta.json").read_text())
+    assert stopped["step"] >= 5 and max(losses(folder)) == stopped["step"]
+
+    end = stopped["step"] + 3  # resumed in one process accumulating 2: DDP x 2's steps
+    assert kit("--resume=cut", "--accumulation_steps=2", f"--max_steps={end}",
+               "--run_name=resumed") == 0  # fmt: skip
+    assert kit(*common, "--accumulation_steps=2", f"--max_steps={end}", "--run_name=one") == 0
+    resumed, straight = losses(runs / "gpt" / "resumed"), losses(runs / "gpt" / "one")
+    assert sorted(resumed) == list(range(1, end + 1))
+    assert resumed == pytest.approx(straight, rel=1e-5)

@@ -94,6 +94,11 @@ class FinetuneConfig(RunOptions):
     select_rows: int = option(
         1000, "training rows held out to pick the best checkpoint and stop early", ge=0
     )
+    train_rows: int = option(
+        0,
+        "train on this many labelled rows, drawn at random (0: all); for few-label studies",
+        ge=0,
+    )
     patience: int = option(0, "stop after this many evaluations without a better score (0: off)",
                            ge=0)  # fmt: skip
     eval_batch_size: int = option(128, "sentences per evaluation batch", ge=1)
@@ -135,9 +140,15 @@ def tokenize_split(split: Any, task: GlueTask, tokenizer: BertTokenizer, max_len
 
 
 def load_splits(
-    task: GlueTask, tokenizer: BertTokenizer, max_length: int, select_rows: int, seed: int
+    task: GlueTask,
+    tokenizer: BertTokenizer,
+    max_length: int,
+    select_rows: int,
+    seed: int,
+    train_rows: int = 0,
 ) -> dict[str, Rows]:
-    """train (minus the selection rows), select (held out of train), dev (GLUE's dev set)."""
+    """train (minus the selection rows; `train_rows` of them at random if not 0), select (held
+    out of train), dev (GLUE's dev set)."""
     data = load_task(task)
     train = tokenize_split(data["train"], task, tokenizer, max_length)
     dev = tokenize_split(data[task.eval_split], task, tokenizer, max_length)
@@ -145,6 +156,11 @@ def load_splits(
         raise UsageError(f"--select_rows {select_rows} leaves no training rows ({len(train)})")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
     held, kept = order[:select_rows], order[select_rows:]
+    if train_rows:
+        if train_rows > len(kept):
+            raise UsageError(f"--train_rows {train_rows}: only {len(kept):,} rows are left "
+                             f"after --select_rows {select_rows}")  # fmt: skip
+        kept = kept[:train_rows]  # the order is already a random permutation
     pick = lambda idx: Rows([train.rows[i] for i in idx], [train.labels[i] for i in idx])  # noqa: E731
     return {"train": pick(kept), "select": pick(held), "dev": dev}
 
@@ -349,7 +365,7 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
     total = sum(p.numel() for p in model.parameters())
     print(f"init: {source}; {total / 1e6:.1f}M weights")
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
-    splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed)
+    splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed, cfg.train_rows)
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"

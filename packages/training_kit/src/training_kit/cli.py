@@ -94,7 +94,8 @@ def train(argv: list[str]) -> int:
         try:
             launch_workers(kit.num_processes, port, worker_argv)
         except WorkersFailed as error:
-            print(f"error: {error}; {last_checkpoint_note(run)}", file=sys.stderr)
+            prefix = "" if error.exit_code > 128 else "error: "  # a Ctrl-C is not an error
+            print(f"{prefix}{error}; {last_checkpoint_note(run)}", file=sys.stderr)
             return error.exit_code
     run.plot_metrics("loss.png", ["loss", "train_loss", "val_loss"],
                      title=f"{kit.task} under {kit.strategy} x {kit.num_processes}")  # fmt: skip

@@ -63,6 +63,7 @@ def launch_workers(
 ) -> float:
     """Run `python -m <module> *worker_argv` on `num_processes` processes; returns the wall
     seconds. Raises `WorkersFailed` when any worker fails."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -81,6 +82,10 @@ def launch_workers(
     started = time.perf_counter()
     try:
         elastic_launch(config, sys.executable)("-u", "-m", module, *worker_argv)
+    except SignalException as error:
+        # Ctrl-C or SIGTERM: the agent forwarded it; the workers saved checkpoints/interrupted.
+        name = signal.Signals(error.sigval).name
+        raise WorkersFailed(f"{name}: the workers were asked to stop", 128 + error.sigval) from None
     except ChildFailedError as error:
         # The first to fail is the cause; the others were stopped (SIGTERM) by the agent.
         rank, first = error.get_first_failure()

@@ -70,6 +70,7 @@ class LoopState:
     elapsed: float = 0.0  # seconds of training, this process's clock
     generator: torch.Generator | None = None  # draws the batches; a checkpoint keeps its state
     last_eval: dict[str, float] | None = None
+    interrupted: bool = False  # a signal stopped the loop (no final evaluation then)
 
     def state_dict(self) -> dict[str, Any]:
         assert self.generator is not None
@@ -131,7 +132,9 @@ def train(
     while True:
         out_of_steps = bool(max_steps) and state.step >= max_steps
         out_of_time = seconds is not None and state.elapsed >= seconds
-        if anyone(out_of_steps or out_of_time or stop_requested()):
+        signalled = stop_requested()
+        if anyone(out_of_steps or out_of_time or signalled):
+            state.interrupted = anyone(signalled)  # any process's Ctrl-C stops them all
             break
         started = time.perf_counter()
         engine.set_lr(training.schedule(state.step, state.elapsed, seconds))
@@ -163,6 +166,6 @@ def train(
             saving = time.perf_counter()
             save(state, f"step_{state.step:06d}")
             state.elapsed += time.perf_counter() - saving
-    if state.last_eval is None or state.step % eval_interval != 0:
+    if not state.interrupted and (state.last_eval is None or state.step % eval_interval != 0):
         evaluate()
     return state

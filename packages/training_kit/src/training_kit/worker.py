@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -23,11 +24,23 @@ from shared.config import config_to_dict
 from shared.errors import UsageError
 from shared.runs import Run
 from shared.tasks import TrainingTask, load_training_task
-from shared.training import prune_checkpoints, setup
+from shared.training import StopSignals, prune_checkpoints, setup
 from training_kit.loop import LoopState, train
 from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
 from training_kit.strategies import AccelerateEngine, DeepSpeedEngine, Engine, FSDPEngine
 from training_kit.tracking import start_tracker
+
+
+class WorkerStop(StopSignals):
+    """`StopSignals` for a worker: every signal only asks to stop after this step.
+
+    A worker's Ctrl-C comes from the launcher, which forwards it and, 30 s later, kills what
+    is left; a second signal must not end the process before its checkpoint is written.
+    """
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            super()._handle(signum, frame)
 
 
 class Silent:
@@ -167,11 +180,21 @@ def work(
         bar = run.progress(total, item_name=training.item_name)
     else:
         bar = contextlib.nullcontext(Silent())
-    with bar as progress:
+    with bar as progress, WorkerStop() as stop:
         state = train(
             engine, training, kit.accumulation_steps, env.device, env.precision, log, progress,
-            save, after_evaluation=after_evaluation, start=start,
+            save, stop_requested=lambda: stop.requested, after_evaluation=after_evaluation,
+            start=start,
         )  # fmt: skip
+    if state.interrupted:  # Ctrl-C or SIGTERM: every step so far kept, and how to go on
+        save(state, "interrupted")
+        if run is not None:
+            print(f"interrupted at step {state.step}; saved {run.checkpoints / 'interrupted'}\n"
+                  f"resume with: uv run --package training_kit train --resume {run.folder}",
+                  flush=True)  # fmt: skip
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise SystemExit(stop.exit_code if stop.requested else 130)
     save(state, "final")
     if run is not None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in (state.last_eval or {}).items())
