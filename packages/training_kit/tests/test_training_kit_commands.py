@@ -47,7 +47,10 @@ def kit(*args: str) -> int:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--task=nope"], "unknown task 'nope'; the installed stages offer: gpt, transformer_sst2"),
+        (
+            ["--task=nope"],
+            "unknown task 'nope'; the installed stages offer: bert_finetune, gpt, transformer_sst2",
+        ),
         (["--strategy=ddp", "--zero_stage=2"], "--zero_stage is DeepSpeed's option"),
         (["--num_processes=2"], "--strategy single runs one process, not 2"),
         (["--strategy=fsdp", "--num_processes=2"], "use a torch optimizer (for gpt: --optimizer"),

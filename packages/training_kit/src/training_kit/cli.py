@@ -90,7 +90,7 @@ def train(argv: list[str]) -> int:
         work(kit, stage_argv, training)
     else:
         # The kit's options as resolved here (the task and checkpoint of --resume included).
-        worker_argv = [*kit_argv_of(kit), *stage_argv]
+        worker_argv = [*kit_argv_of(kit), "--", *stage_argv]
         try:
             launch_workers(kit.num_processes, port, worker_argv)
         except WorkersFailed as error:

@@ -4,9 +4,10 @@
         --num_processes 2  --optimizer=adamw --max_steps=200
         ^ the kit's options                 ^ gpt train's own options, passed to its task
 
-Every option the kit does not know goes to the stage, which parses it as its own `train`
-would: `--max_steps`, `--time_limit`, `--seed`, `--run_name` and the rest mean what they mean
-there (`shared.training.RunOptions`).
+Every option the kit does not know goes to the stage (and everything after a bare `--`, for a
+stage option that has a kit option's name, like bert's `--task`), which parses it as its own
+`train` would: `--max_steps`, `--time_limit`, `--seed`, `--run_name` and the rest mean what
+they mean there (`shared.training.RunOptions`).
 """
 
 import os
@@ -62,10 +63,11 @@ KIT_KEYS = {f.name for f in fields(KitOptions)}
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(the kit's arguments, the stage's): an option goes to the kit if its name is the kit's.
+    """(the kit's arguments, the stage's): an option goes to the kit if its name is the kit's;
+    everything after a bare `--` goes to the stage, for a stage option with a kit option's name
+    (`--task bert_finetune -- --task mrpc`: the kit's task, then bert's GLUE task).
 
-    `--key=value` and `--key value` both work; `-h`/`--help` goes to both (the kit prints its
-    help, then the stage's).
+    `--key=value` and `--key value` both work.
     """
     kit: list[str] = []
     stage: list[str] = []
@@ -73,6 +75,9 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     while i < len(argv):
         token = argv[i]
         i += 1
+        if token == "--":
+            stage += argv[i:]
+            break
         name, has_value, _ = token[2:].partition("=")
         key = name.replace("-", "_")
         if token.startswith("--") and key in KIT_KEYS:

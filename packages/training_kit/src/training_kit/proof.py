@@ -3,6 +3,9 @@
     python -m training_kit.proof OUT_FOLDER ddp fsdp deepspeed:1 deepspeed:2 deepspeed:3 \\
         -- --task gpt --optimizer=adamw --max_steps=4 ...      (under the elastic launcher)
 
+(the options after the first `--` are `training_kit train`'s, with its own `--` for a task
+option named like a kit option).
+
 Each strategy trains the same task from the same seed for the same steps; rank 0 writes the
 per-step losses and seconds (`<name>.json`) and the final weights (`<name>.safetensors`) into
 OUT_FOLDER. `tools/bench/training_kit_overhead.py` reads the seconds.
