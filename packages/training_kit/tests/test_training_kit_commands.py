@@ -55,6 +55,7 @@ def kit(*args: str) -> int:
         (["--num_processes=2"], "--strategy single runs one process, not 2"),
         (["--strategy=fsdp", "--num_processes=2"], "use a torch optimizer (for gpt: --optimizer"),
         (["--strategy=deepspeed", "--zero_stage=4"], "zero_stage"),
+        (["--strategy=horovod"], "strategy"),
         (["--strategy=ddp", "--batch_size=0"], "batch_size"),
     ],
 )
@@ -74,6 +75,19 @@ def test_a_port_in_use_is_refused(runs, text_file, capsys):
                    "--max_steps=1", f"--text_file={text_file}")  # fmt: skip
     assert code == 2
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_more_processes_than_cores_is_a_warning_not_an_error(runs, text_file, capsys):
+    """The warning comes first; the taken port then stops the command before any launch."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = kit("--strategy=ddp", "--num_processes=512", f"--port={port}", *TINY,
+                   "--max_steps=1", f"--text_file={text_file}")  # fmt: skip
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: 512 processes on ") and "take turns" in err[0]
+    assert code == 2 and err[-1].startswith(f"error: port {port}")
 
 
 def test_zero3_on_two_processes_writes_a_gpt_checkpoint_that_gpt_sample_reads(
