@@ -97,8 +97,9 @@ def train(argv: list[str]) -> int:
             prefix = "" if error.exit_code > 128 else "error: "  # a Ctrl-C is not an error
             print(f"{prefix}{error}; {last_checkpoint_note(run)}", file=sys.stderr)
             return error.exit_code
+    how = f"ZeRO-{kit.zero_stage}" if kit.strategy == "deepspeed" else kit.strategy
     run.plot_metrics("loss.png", ["loss", "train_loss", "val_loss"],
-                     title=f"{kit.task} under {kit.strategy} x {kit.num_processes}")  # fmt: skip
+                     title=f"{kit.task} under {how} x {kit.num_processes}")  # fmt: skip
     run.finish()
     return 0
 
