@@ -153,9 +153,9 @@ def test_the_transformer_classifier_takes_the_same_steps_under_ddp_fsdp_and_one_
     )
 
 
-def test_bert_fine_tuning_takes_the_same_steps_under_ddp_and_one_process(tmp_path, one_thread):
-    """bert's ClassificationTask (length-grouped SST-2 batches) through the kit: 2 DDP
-    processes against one accumulating 2 micro-batches."""
+def test_bert_fine_tuning_takes_the_same_steps_under_every_strategy(tmp_path, one_thread):
+    """bert's ClassificationTask (length-grouped SST-2 batches) through the kit: one process
+    accumulating 2 micro-batches, then DDP, FSDP and ZeRO-3 on 2 processes."""
     from shared.testing import dataset_or_skip
 
     dataset_or_skip("sst2")
@@ -164,9 +164,14 @@ def test_bert_fine_tuning_takes_the_same_steps_under_ddp_and_one_process(tmp_pat
             "--scratch.intermediate_size=64", "--train_rows=256", "--select_rows=32",
             "--batch_size=16", "--max_steps=4", "--time_limit=0", "--eval_interval=1000",
             "--precision=fp32", "--device=cpu", "--threads=1"]  # fmt: skip
-    launch_workers(2, free_port(), [str(tmp_path), "ddp", "--", "--task=bert_finetune", "--",
-                                    *args], module="training_kit.proof")  # fmt: skip
+    launch_workers(2, free_port(), [str(tmp_path), "ddp", "fsdp", "deepspeed:3", "--",
+                                    "--task=bert_finetune", "--", *args],
+                   module="training_kit.proof")  # fmt: skip
     training = load_training_task("bert_finetune", args)
     losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
-    assert losses == pytest.approx(losses_of(tmp_path, "ddp"), rel=1e-5)
+    ddp = losses_of(tmp_path, "ddp")
+    assert losses == pytest.approx(ddp, rel=1e-5)
     assert_same_weights(weights, load_file(str(tmp_path / "ddp.safetensors")))
+    for name in ("fsdp", "deepspeed_zero3"):
+        assert losses_of(tmp_path, name) == pytest.approx(ddp, rel=1e-5), name
+        assert_same_weights(load_file(str(tmp_path / f"{name}.safetensors")), weights)

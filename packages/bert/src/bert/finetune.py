@@ -150,18 +150,21 @@ def load_splits(
     """train (minus the selection rows; `train_rows` of them at random if not 0), select (held
     out of train), dev (GLUE's dev set)."""
     data = load_task(task)
-    train = tokenize_split(data["train"], task, tokenizer, max_length)
     dev = tokenize_split(data[task.eval_split], task, tokenizer, max_length)
-    if select_rows >= len(train):
-        raise UsageError(f"--select_rows {select_rows} leaves no training rows ({len(train)})")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    n = len(data["train"])
+    if select_rows >= n:
+        raise UsageError(f"--select_rows {select_rows} leaves no training rows ({n})")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     held, kept = order[:select_rows], order[select_rows:]
     if train_rows:
         if train_rows > len(kept):
             raise UsageError(f"--train_rows {train_rows}: only {len(kept):,} rows are left "
                              f"after --select_rows {select_rows}")  # fmt: skip
         kept = kept[:train_rows]  # the order is already a random permutation
-    pick = lambda idx: Rows([train.rows[i] for i in idx], [train.labels[i] for i in idx])  # noqa: E731
+
+    def pick(indices: list[int]) -> Rows:  # only the rows used are tokenized
+        return tokenize_split(data["train"].select(indices), task, tokenizer, max_length)
+
     return {"train": pick(kept), "select": pick(held), "dev": dev}
 
 
