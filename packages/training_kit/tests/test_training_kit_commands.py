@@ -49,7 +49,8 @@ def kit(*args: str) -> int:
     [
         (
             ["--task=nope"],
-            "unknown task 'nope'; the installed stages offer: bert_finetune, gpt, transformer_sst2",
+            "unknown task 'nope'; the installed stages offer: bert_finetune, gpt, "
+            "transformer_sst2, transformer_translate",
         ),
         (["--strategy=ddp", "--zero_stage=2"], "--zero_stage is DeepSpeed's option"),
         (["--num_processes=2"], "--strategy single runs one process, not 2"),

@@ -118,7 +118,7 @@ def train(
         return autocast(device, precision)
 
     def evaluate() -> dict[str, float]:
-        metrics = task.evaluate(engine.model, precision_ctx)  # every process: ZeRO-3 gathers
+        metrics = task.evaluate(engine.eval_model, precision_ctx)  # every process: ZeRO-3 gathers
         engine.model.train()
         log(state.step, **metrics)
         shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())

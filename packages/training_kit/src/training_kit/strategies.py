@@ -54,6 +54,12 @@ class Engine:
     def param_groups(self) -> list[dict]:
         raise NotImplementedError
 
+    @property
+    def eval_model(self) -> Any:
+        """What evaluation calls: the module itself, whatever wraps it for training (a DDP
+        wrapper has only `forward`; a task's evaluation may call `encode`, `decode`, ...)."""
+        return self.model
+
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Around one micro-batch's backward: skip the gradient exchange unless `last`."""
         return contextlib.nullcontext()
@@ -149,6 +155,10 @@ class AccelerateEngine(Engine):
         module = getattr(self.model, "module", self.model)  # DDP keeps the model as .module
         return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
+    @property
+    def eval_model(self) -> Any:
+        return getattr(self.model, "module", self.model)
+
     def _module_and_optimizer(self) -> tuple[torch.nn.Module, Any]:
         module = getattr(self.model, "module", self.model)
         return module, getattr(self.optimizer, "optimizer", self.optimizer)  # Accelerate's wrap
@@ -198,9 +208,13 @@ class FSDPEngine(Engine):
         self.world_size, self.rank = world_size, dist.get_rank()
         device_type = next(model.parameters()).device.type
         mesh = init_device_mesh(device_type, (world_size,))
+        from torch.distributed.fsdp import register_fsdp_forward_method
+
         for unit in training.shard_units(model):
             fully_shard(unit, mesh=mesh)
         fully_shard(model, mesh=mesh)
+        for name in training.forward_methods:  # gather the root's weights around these too
+            register_fsdp_forward_method(model, name)
         self.model = model
         self.optimizer = training.build_optimizer(model)
         if not isinstance(self.optimizer, torch.optim.Optimizer):
@@ -312,6 +326,10 @@ class DeepSpeedEngine(Engine):
 
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
+
+    @property
+    def eval_model(self) -> Any:
+        return self.engine.module  # ZeRO-3's hooks live on the module's own submodules
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         self._last = last
