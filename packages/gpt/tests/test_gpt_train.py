@@ -177,6 +177,24 @@ def test_gpt_sample_refuses_options_out_of_range(tmp_path, monkeypatch, capsys, 
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--model.n_head=0", "--model.n_head must be at least 1, got 0"),  # a ZeroDivisionError
+        ("--model.n_layer=0", "--model.n_layer must be at least 1, got 0"),
+        ("--model.dropout=1", "--model.dropout must lie in [0, 1), got 1.0"),
+    ],
+)
+def test_gpt_train_refuses_model_options_out_of_range(tmp_path, monkeypatch, capsys, option,
+                                                      message):  # fmt: skip
+    from shared.commands import report_errors
+
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    assert report_errors(lambda: train([option, "--max_steps=1"])) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_gpt_train_falls_back_to_pystdlib_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DATASETS_CACHE", str(tmp_path / "empty_cache"))

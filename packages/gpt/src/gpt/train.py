@@ -65,13 +65,13 @@ class ModelOptions:
     variant: Literal["gpt2", "modern"] = option(
         "modern", "gpt2: learned positions, LayerNorm, GELU, biases; modern: RoPE, RMSNorm, SwiGLU"
     )
-    n_layer: int = option(4, "transformer blocks")
-    n_head: int = option(4, "attention heads")
-    n_kv_head: int | None = option(None, "key/value heads (fewer than n_head: grouped-query)")
-    n_embd: int = option(128, "width of the residual stream")
-    block_size: int = option(64, "context length in tokens")
-    mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)")
-    dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)")
+    n_layer: int = option(4, "transformer blocks", ge=1)
+    n_head: int = option(4, "attention heads", ge=1)
+    n_kv_head: int | None = option(None, "key/value heads (fewer than n_head: grouped-query)", ge=1)
+    n_embd: int = option(128, "width of the residual stream", ge=1)
+    block_size: int = option(64, "context length in tokens", ge=1)
+    mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)", ge=1)
+    dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)", ge=0, lt=1)
     tie_embeddings: bool = option(True, "share the input embedding with the output layer")
     pos: Literal["learned", "rope"] | None = option(None, "override the variant's positions")
     norm: Literal["layernorm", "rmsnorm"] | None = option(None, "override the variant's norm")
@@ -79,7 +79,7 @@ class ModelOptions:
         None, "override the variant's MLP activation"
     )
     bias: bool | None = option(None, "override the variant's biases")
-    rope_theta: float = option(10000.0, "RoPE base")
+    rope_theta: float = option(10000.0, "RoPE base", gt=0)
     attention: Literal["auto", "fused", "naive"] = option(
         "auto",
         "fused: torch's kernel; naive: matmul + softmax; auto: naive on a CPU in bf16, where "
