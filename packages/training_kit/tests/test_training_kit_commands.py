@@ -27,19 +27,6 @@ TINY = [
 ]
 
 
-@pytest.fixture
-def text_file(tmp_path) -> Path:
-    path = tmp_path / "text.txt"
-    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def kit(*args: str) -> int:
     return run_command("train", ["--stage=training_kit", *args])
 

@@ -41,7 +41,7 @@ def tiny_gpt(text_file: Path, batch_size: int = 4) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
+def text_file(tmp_path_factory) -> Path:  # module-wide here: the launch below is shared
     path = tmp_path_factory.mktemp("text") / "text.txt"
     path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
     return path

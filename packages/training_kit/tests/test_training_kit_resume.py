@@ -30,19 +30,6 @@ TINY = [
 ]
 
 
-@pytest.fixture
-def text_file(tmp_path) -> Path:
-    path = tmp_path / "text.txt"
-    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def losses(folder: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r}

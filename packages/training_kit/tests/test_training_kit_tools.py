@@ -2,7 +2,6 @@
 that resumes, and `compare`'s table and plot."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
@@ -20,19 +19,6 @@ TINY = [
     "--device=cpu",
     "--threads=1",
 ]
-
-
-@pytest.fixture
-def text_file(tmp_path) -> Path:
-    path = tmp_path / "text.txt"
-    path.write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
 
 
 def test_tensorboard_gets_every_logged_loss(runs, text_file):

@@ -25,8 +25,7 @@ import torch
 
 from gpt.data import (
     TokenData,
-    fallback_note,
-    load_text,
+    load_training_text,
     make_tokenizer,
     sequential_windows,
     tokenizer_reference,
@@ -132,17 +131,8 @@ def train(argv: list[str]) -> None:
     device, precision = env.device, env.precision
 
     # Data and tokenizer first: a missing dataset leaves no half-made run folder behind.
-    if cfg.text_file is not None:
-        try:
-            text = cfg.text_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read --text-file {cfg.text_file}: {error}") from None
-        cut = int(len(text) * 0.9)
-        splits, dataset = {"train": text[:cut], "val": text[cut:]}, str(cfg.text_file)
-        note = None
-    else:
-        splits, dataset = load_text(cfg.dataset)
-        note = fallback_note(cfg.dataset, dataset)
+    splits, dataset, note = load_training_text(cfg.dataset, cfg.text_file)
+    if cfg.text_file is None:
         cfg.dataset = dataset  # the config printed and saved says what really runs
     if resume_from is not None:
         tok = load_tokenizer(run_folder_of(resume_from) / "tokenizer")
@@ -372,13 +362,9 @@ def evaluate(argv: list[str]) -> None:
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"cannot read --text-file {cfg.text_file}: {error}") from None
     else:
-        dataset = meta.get("dataset", "tinyshakespeare")
-        if Path(dataset).is_file():
-            text = Path(dataset).read_text(encoding="utf-8")
-            cut = int(len(text) * 0.9)
-            text = text[:cut] if cfg.split == "train" else text[cut:]
-        else:
-            text = load_text(dataset)[0][cfg.split]
+        dataset = meta.get("dataset", "tinyshakespeare")  # a registry name, or a text file
+        as_file = Path(dataset) if Path(dataset).is_file() else None
+        text = load_training_text(dataset, as_file)[0][cfg.split]
         source = f"{dataset} {cfg.split}"
     ids = torch.tensor(tok.encode(text), dtype=torch.long, device=device)
     if len(ids) <= model.config.block_size:

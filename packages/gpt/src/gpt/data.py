@@ -17,6 +17,7 @@ own standard library) and says so, so the first command always works.
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -54,6 +55,25 @@ def fallback_note(asked: str, used: str) -> str | None:
         return None
     reason = FALLBACK_REASONS.get(asked, "it could not be loaded")
     return f"note: {asked} is unavailable, so this run trains on {used} instead ({reason})"
+
+
+def load_training_text(
+    dataset: str, text_file: Path | None = None
+) -> tuple[dict[str, str], str, str | None]:
+    """({"train", "val"} text, the name of what is used, a fallback note or None).
+
+    A `text_file` trains on its first 90% and validates on the rest; otherwise the registry's
+    `dataset` (the default one falls back to pystdlib offline, and the note says so).
+    """
+    if text_file is not None:
+        try:
+            text = Path(text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read --text_file {text_file}: {error}") from None
+        cut = int(len(text) * 0.9)
+        return {"train": text[:cut], "val": text[cut:]}, str(text_file), None
+    splits, used = load_text(dataset)
+    return splits, used, fallback_note(dataset, used)
 
 
 def make_tokenizer(kind: str, text: str, vocab_size: int = 512) -> Tokenizer:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gpt.data import TokenData, fallback_note, load_text, make_tokenizer, tokenizer_reference
+from gpt.data import TokenData, load_training_text, make_tokenizer, tokenizer_reference
 from gpt.train import LMTask, TrainConfig, lr_factor, make_optimizer
 from shared.config import config_to_dict, parse_config
 from shared.errors import UsageError
@@ -26,17 +26,9 @@ def training_task(argv: list[str], prog: str = "training_kit train") -> Training
     cfg = parse_config(TrainConfig, argv, prog=prog)
     if cfg.resume:
         raise UsageError("--resume belongs to `gpt train`; training_kit has its own --resume")
-    if cfg.text_file is not None:
-        try:
-            text = cfg.text_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read --text_file {cfg.text_file}: {error}") from None
-        cut = int(len(text) * 0.9)
-        splits, dataset, note = {"train": text[:cut], "val": text[cut:]}, str(cfg.text_file), None
-    else:
-        splits, dataset = load_text(cfg.dataset)
-        note = fallback_note(cfg.dataset, dataset)
-        cfg.dataset = dataset
+    splits, dataset, note = load_training_text(cfg.dataset, cfg.text_file)
+    if cfg.text_file is None:
+        cfg.dataset = dataset  # the config saved with the run says what really runs
     tok = make_tokenizer(cfg.tokenizer, splits["train"] + splits["val"], cfg.bpe_vocab_size)
     data = TokenData.from_text(splits, tok)
     # fp32 attention kernels whatever this machine's verdict: the kit picks precision itself.
