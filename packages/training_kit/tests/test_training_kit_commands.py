@@ -36,12 +36,12 @@ def kit(*args: str) -> int:
     [
         (
             ["--task=nope"],
-            "unknown task 'nope'; the installed stages offer: bert_finetune, gpt, "
-            "transformer_sst2, transformer_translate",
+            "unknown task 'nope'; the installed stages offer: bert_finetune, gpt, seq_models, "
+            "t5_finetune, transformer_sst2, transformer_translate",
         ),
         (["--strategy=ddp", "--zero_stage=2"], "--zero_stage is DeepSpeed's option"),
         (["--num_processes=2"], "--strategy single runs one process, not 2"),
-        (["--strategy=fsdp", "--num_processes=2"], "use a torch optimizer (for gpt: --optimizer"),
+        (["--strategy=fsdp", "--num_processes=2"], "MuonWithAdamW needs whole ones"),
         (["--strategy=deepspeed", "--zero_stage=4"], "zero_stage"),
         (["--strategy=horovod"], "strategy"),
         (["--strategy=ddp", "--batch_size=0"], "batch_size"),
@@ -147,3 +147,14 @@ def test_a_killed_worker_stops_the_run_with_a_clear_error_and_a_usable_checkpoin
     model, _, meta, _ = load_run_model(str(checkpoint), device=__import__("torch").device("cpu"))
     assert meta["step"] % 5 == 0 and meta["step"] > 0
     assert not worker_pids(folder)  # no worker left behind
+
+
+@pytest.mark.parametrize("strategy", ["--strategy=fsdp", "--zero_stage=1"])
+def test_adafactor_is_refused_where_the_weights_are_split(runs, tiny_t5, capsys, strategy):
+    extra = ["--strategy=deepspeed"] if "zero" in strategy else []
+    code = kit("--task=t5_finetune", *extra, strategy, "--num_processes=2", "--",
+               *tiny_t5("adafactor"))  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "Adafactor needs whole ones" in err and "--optimizer=adamw" in err
+    assert not runs.exists() or not any(runs.rglob("config.json"))

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from shared.tasks import load_training_task
 from training_kit.launch import free_port, launch_workers
 from training_kit.options import KitOptions
-from training_kit.proof import run_strategy
+from training_kit.proof import name_of, run_strategy
 
 SHARDED = ["fsdp", "deepspeed:1", "deepspeed:2", "deepspeed:3"]
 
@@ -229,3 +229,53 @@ def test_the_translator_takes_the_same_steps_and_evaluates_under_ddp_and_fsdp(tm
     assert losses_of(tmp_path, "fsdp") == pytest.approx(ddp, rel=1e-5)
     assert_same_weights(weights, load_file(str(tmp_path / "ddp.safetensors")))
     assert_same_weights(load_file(str(tmp_path / "fsdp.safetensors")), weights)
+
+
+# The seq models' char LSTM: each process reads its own streams and carries their state, so
+# DDP on 2 processes with B streams in all takes the steps of ONE process reading all B (no
+# accumulation: consecutive windows of a stream are not independent micro-batches).
+
+TINY_LSTM = ["--batch_size=4", "--seq_len=16", "--model.embed_dim=8", "--model.hidden_size=32",
+             "--max_steps=4", "--time_limit=0", "--eval_interval=1000", "--eval_iters=1",
+             "--precision=fp32", "--device=cpu", "--threads=1"]  # fmt: skip
+
+
+def test_the_char_lstm_takes_the_same_steps_when_its_streams_are_split_over_processes(
+    tmp_path, one_thread
+):
+    launch_workers(2, free_port(), [str(tmp_path), "ddp", "fsdp", "deepspeed:2", "--",
+                                    "--task=seq_models", "--", *TINY_LSTM],
+                   module="training_kit.proof")  # fmt: skip
+    training = load_training_task("seq_models", TINY_LSTM)
+    losses, weights = run_strategy(KitOptions(strategy="single"), training)
+    ddp = losses_of(tmp_path, "ddp")
+    assert len(ddp) == 4 and ddp[-1] < ddp[0]
+    assert losses == pytest.approx(ddp, rel=1e-5)
+    assert_same_weights(weights, load_file(str(tmp_path / "ddp.safetensors")))
+    for name in ("fsdp", "deepspeed_zero2"):
+        assert losses_of(tmp_path, name) == pytest.approx(ddp, rel=1e-5), name
+        assert_same_weights(load_file(str(tmp_path / f"{name}.safetensors")), weights)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "strategies"), [("adamw", ["ddp", "fsdp", "deepspeed:3"]), ("adafactor", ["ddp"])]
+)
+def test_t5_takes_the_same_steps_under_every_strategy_its_optimizer_allows(
+    tmp_path, one_thread, tiny_t5, optimizer, strategies
+):
+    """t5's mixture of tasks, its evaluation decoding greedily through `encode` and `decode`
+    (FSDP and ZeRO-3 must give those whole weights too) and its tied output layer. Adafactor,
+    t5's own optimizer, needs whole matrices: DDP only (the others refuse it, tested in
+    test_training_kit_commands.py)."""
+    args = tiny_t5(optimizer)
+    launch_workers(2, free_port(), [str(tmp_path), *strategies, "--", "--task=t5_finetune",
+                                    "--", *args], module="training_kit.proof")  # fmt: skip
+    training = load_training_task("t5_finetune", args)
+    losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
+    ddp = losses_of(tmp_path, "ddp")
+    assert len(ddp) == 4 and ddp[-1] < ddp[0]
+    assert losses == pytest.approx(ddp, rel=1e-5)
+    assert_same_weights(weights, load_file(str(tmp_path / "ddp.safetensors")))
+    for name in [name_of(s) for s in strategies[1:]]:
+        assert losses_of(tmp_path, name) == pytest.approx(ddp, rel=1e-5), name
+        assert_same_weights(load_file(str(tmp_path / f"{name}.safetensors")), weights)

@@ -102,3 +102,33 @@ def test_ctrl_c_stops_every_worker_at_a_step_and_the_run_resumes_exactly(runs, t
     resumed, straight = losses(runs / "gpt" / "resumed"), losses(runs / "gpt" / "one")
     assert sorted(resumed) == list(range(1, end + 1))
     assert resumed == pytest.approx(straight, rel=1e-5)
+
+
+def test_a_char_lstm_split_over_two_processes_resumes_in_one_with_its_streams_state(runs):
+    """Each DDP worker carries the state of its own 2 of the 4 streams; the checkpoint gathers
+    them, and one process resuming reads all 4 streams on from the same state."""
+    tiny = [
+        "--batch_size=4",
+        "--seq_len=16",
+        "--model.embed_dim=8",
+        "--model.hidden_size=32",
+        "--time_limit=0",
+        "--eval_interval=3",
+        "--eval_iters=1",
+        "--precision=fp32",
+        "--device=cpu",
+        "--threads=1",
+        "--warmup_steps=0",
+        "--min_lr_ratio=1",  # a constant rate: the runs' step caps differ
+    ]
+    assert kit("--task=seq_models", "--strategy=ddp", "--num_processes=2", "--", *tiny,
+               "--max_steps=3", "--run_name=split") == 0  # fmt: skip
+    meta = json.loads((runs / "seq_models" / "split" / "checkpoints" / "final" / "meta.json")
+                      .read_text())  # fmt: skip
+    h, c = meta["sampler"]["carry"]
+    assert (len(h), len(h[0]), len(h[0][0])) == (2, 4, 32)  # (layers, all 4 streams, H)
+    assert kit("--resume=split", "--max_steps=6", "--run_name=joined") == 0
+    assert kit("--task=seq_models", "--", *tiny, "--max_steps=6", "--run_name=one") == 0
+    resumed, straight = losses(runs / "seq_models" / "joined"), losses(runs / "seq_models" / "one")
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    assert resumed == pytest.approx(straight, rel=1e-5)

@@ -50,9 +50,10 @@ class TrainingTask:
     # gives its budget in steps here; 0 means "the config's --max_steps / --eval_interval".
     max_steps: int = 0
     eval_interval: int = 0
-    # Methods besides forward that the task calls on the model (a translator's encode and
-    # decode in greedy decoding): FSDP must gather the weights around those calls too.
-    forward_methods: tuple[str, ...] = ()
+    # (rank, world_size) -> the task process `rank` trains on, for data that cannot be dealt
+    # out batch by batch (streams that carry a state from one window to the next); None: every
+    # process draws every batch and keeps its own (training_kit.loop.ProcessShare).
+    for_process: Callable[[int, int], Any] | None = None
     item_name: str = "tok"  # the unit of task.count(), for the progress bar
     description: str = ""  # one line for the run's log
     extra: dict[str, Any] = field(default_factory=dict)

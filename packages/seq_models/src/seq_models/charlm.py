@@ -100,6 +100,20 @@ def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     )
 
 
+def streams(ids: Tensor, batch_size: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+    """The text from `offset` cut into `batch_size` contiguous streams: x (B, n) and y, the
+    same streams one character later (B, n). The last few characters that do not fill a
+    stream are left for another epoch, whose offset differs."""
+    n = (len(ids) - 1 - offset) // batch_size  # characters per stream
+    if n < 1:
+        raise UsageError(
+            f"{len(ids)} characters are too few for {batch_size} streams; lower --batch-size"
+        )
+    x = ids[offset : offset + n * batch_size].view(batch_size, n)  # (B, n)
+    y = ids[offset + 1 : offset + 1 + n * batch_size].view(batch_size, n)  # (B, n)
+    return x, y
+
+
 def tbptt_batches(
     ids: Tensor, batch_size: int, seq_len: int, offset: int = 0
 ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -108,14 +122,8 @@ def tbptt_batches(
     Row b of consecutive windows continues the same stretch of text, so the state a window
     ends in is the right state to start the next one with. y is x shifted by one character.
     """
-    n = (len(ids) - 1 - offset) // batch_size  # characters per stream
-    if n < 1:
-        raise UsageError(
-            f"{len(ids)} characters are too few for {batch_size} streams; lower --batch-size"
-        )
-    x = ids[offset : offset + n * batch_size].view(batch_size, n)  # (B, n)
-    y = ids[offset + 1 : offset + 1 + n * batch_size].view(batch_size, n)  # (B, n)
-    for start in range(0, n, seq_len):
+    x, y = streams(ids, batch_size, offset)  # (B, n) each
+    for start in range(0, x.shape[1], seq_len):
         yield x[:, start : start + seq_len], y[:, start : start + seq_len]  # (B, T) each
 
 

@@ -38,11 +38,17 @@ def check_strategy(kit: KitOptions, training: TrainingTask) -> None:
         return
     with torch.device("meta"):
         optimizer = training.build_optimizer(training.build_model())
-    if not isinstance(optimizer, torch.optim.Optimizer):
+    # Muon orthogonalises each matrix; Adafactor keeps a row and a column moment per matrix
+    # and scales its step by the matrix's RMS. Both need the whole matrix in one process.
+    splits = kit.strategy == "fsdp" or (kit.zero_stage or 0) > 0
+    whole = not isinstance(optimizer, torch.optim.Optimizer) or isinstance(
+        optimizer, torch.optim.Adafactor
+    )
+    if splits and whole:
         raise UsageError(
             f"--strategy {kit.strategy} splits every weight matrix across the processes, and "
-            f"{type(optimizer).__name__} needs whole ones; use a torch optimizer "
-            "(for gpt: --optimizer=adamw)"
+            f"{type(optimizer).__name__} needs whole ones; use a torch optimizer that works "
+            "weight by weight (for gpt and t5: --optimizer=adamw), or --strategy ddp"
         )
 
 

@@ -50,6 +50,27 @@ class ProcessShare:
         batches = [self.task.train_batch(generator) for _ in range(self.world_size)]
         return batches[self.rank]
 
+    def count(self, batch: Any) -> int:
+        return self.task.count(batch)
+
+    def loss(self, model: Any, batch: Any) -> Any:
+        return self.task.loss(model, batch)
+
+    def evaluate(self, model: Any, precision_ctx: Callable) -> dict[str, float]:
+        return self.task.evaluate(model, precision_ctx)
+
+    @property
+    def sampler(self) -> Any:  # an epoch position (shared.epochs.EpochSampler), if the task has one
+        return getattr(self.task, "sampler", None)
+
+
+def process_task(training: TrainingTask, rank: int, world_size: int) -> Any:
+    """What process `rank` trains on: the stage's own share of the data where it has one
+    (`for_process`), else every batch drawn and the rank-th of each N kept."""
+    if training.for_process is not None:
+        return training.for_process(rank, world_size)
+    return ProcessShare(training.task, rank, world_size)
+
 
 def all_sum(values: list[float]) -> list[float]:
     """The sums over every process (float64, on the CPU: gloo's home)."""
@@ -96,18 +117,21 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,
     after_evaluation: Callable[[int, dict[str, float]], None] | None = None,
     start: LoopState | None = None,
+    task: Any = None,
 ) -> LoopState:
     """Train until the step cap or the time limit; evaluate and checkpoint on schedule.
 
     `log(step, **metrics)` and `progress` act on rank 0 only (elsewhere they do nothing);
     `save(state, name)` is collective: every process calls it. `after_evaluation(step,
     metrics)` sees every evaluation (a sweep reports it to Optuna, which may stop the trial
-    by raising `optuna.TrialPruned`). `start` continues a saved state (`--resume`).
+    by raising `optuna.TrialPruned`). `start` continues a saved state (`--resume`). `task` is
+    this process's `process_task` (made here when not given).
     """
-    cfg, task = training.config, training.task
+    cfg = training.config
     max_steps = training.max_steps or cfg.max_steps
     eval_interval = training.eval_interval or cfg.eval_interval
-    share = ProcessShare(task, engine.rank, engine.world_size)
+    if task is None:
+        task = process_task(training, engine.rank, engine.world_size)
     state = start or LoopState()
     if state.generator is None:
         state.generator = torch.Generator().manual_seed(cfg.seed)
@@ -118,7 +142,8 @@ def train(
         return autocast(device, precision)
 
     def evaluate() -> dict[str, float]:
-        metrics = task.evaluate(engine.eval_model, precision_ctx)  # every process: ZeRO-3 gathers
+        with engine.evaluation_model() as model:  # every process (ZeRO-3, FSDP gather)
+            metrics = task.evaluate(model, precision_ctx)
         engine.model.train()
         log(state.step, **metrics)
         shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
@@ -138,7 +163,7 @@ def train(
             break
         started = time.perf_counter()
         engine.set_lr(training.schedule(state.step, state.elapsed, seconds))
-        batches = [to_device(share.train_batch(generator), device) for _ in range(accumulation)]
+        batches = [to_device(task.train_batch(generator), device) for _ in range(accumulation)]
         counts = [task.count(batch) for batch in batches]
         (total,) = all_sum([sum(counts)])
         loss_sum = 0.0

@@ -26,6 +26,7 @@ checks that it got the world size it was asked for and that what should be split
 
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -54,11 +55,12 @@ class Engine:
     def param_groups(self) -> list[dict]:
         raise NotImplementedError
 
-    @property
-    def eval_model(self) -> Any:
-        """What evaluation calls: the module itself, whatever wraps it for training (a DDP
-        wrapper has only `forward`; a task's evaluation may call `encode`, `decode`, ...)."""
-        return self.model
+    @contextlib.contextmanager
+    def evaluation_model(self) -> Iterator[Any]:
+        """What an evaluation calls, for the length of it: the module itself, whatever wraps
+        it for training (a DDP wrapper has only `forward`, and a task's evaluation may call
+        `encode`, `decode`, ...), with whole weights wherever it reads them."""
+        yield self.model
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Around one micro-batch's backward: skip the gradient exchange unless `last`."""
@@ -155,9 +157,9 @@ class AccelerateEngine(Engine):
         module = getattr(self.model, "module", self.model)  # DDP keeps the model as .module
         return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
-    @property
-    def eval_model(self) -> Any:
-        return getattr(self.model, "module", self.model)
+    @contextlib.contextmanager
+    def evaluation_model(self) -> Iterator[Any]:
+        yield getattr(self.model, "module", self.model)
 
     def _module_and_optimizer(self) -> tuple[torch.nn.Module, Any]:
         module = getattr(self.model, "module", self.model)
@@ -208,13 +210,9 @@ class FSDPEngine(Engine):
         self.world_size, self.rank = world_size, dist.get_rank()
         device_type = next(model.parameters()).device.type
         mesh = init_device_mesh(device_type, (world_size,))
-        from torch.distributed.fsdp import register_fsdp_forward_method
-
         for unit in training.shard_units(model):
             fully_shard(unit, mesh=mesh)
         fully_shard(model, mesh=mesh)
-        for name in training.forward_methods:  # gather the root's weights around these too
-            register_fsdp_forward_method(model, name)
         self.model = model
         self.optimizer = training.build_optimizer(model)
         if not isinstance(self.optimizer, torch.optim.Optimizer):
@@ -222,9 +220,27 @@ class FSDPEngine(Engine):
                 f"--strategy fsdp needs a torch optimizer, not {type(self.optimizer).__name__}; "
                 "Muon orthogonalises whole matrices, which FSDP splits (use --optimizer=adamw)"
             )
+        if isinstance(self.optimizer, torch.optim.Adafactor):
+            raise UsageError(
+                "--strategy fsdp splits every weight matrix, and Adafactor's step reads whole "
+                "ones (a row and a column moment, the weight's RMS); use --optimizer=adamw, "
+                "or --strategy ddp"
+            )
 
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
+
+    @contextlib.contextmanager
+    def evaluation_model(self) -> Iterator[Any]:
+        """FSDP gathers a unit's weights in the hooks around its `forward`. An evaluation may
+        call other methods (a translator's `encode` and `decode` in greedy decoding), which
+        read the root's weights (the embeddings) without passing through the root's forward:
+        gather those for the whole evaluation. The units inside still gather their own."""
+        self.model.unshard()
+        try:
+            yield self.model
+        finally:
+            self.model.reshard()
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         self.model.set_requires_gradient_sync(last)  # reduce-scatter on the last one only
@@ -310,11 +326,18 @@ class DeepSpeedEngine(Engine):
 
         deepspeed.init_distributed(dist_backend="gloo")  # reuses the group the worker made
         self.world_size, self.rank, self.zero_stage = world_size, dist.get_rank(), zero_stage
+        self.build_model = training.build_model  # ZeRO-3 evaluates on a whole copy
         optimizer = training.build_optimizer(model)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise UsageError(
                 f"--strategy deepspeed needs a torch optimizer, not {type(optimizer).__name__}; "
                 "Muon orthogonalises whole matrices, which ZeRO splits (use --optimizer=adamw)"
+            )
+        if isinstance(optimizer, torch.optim.Adafactor) and zero_stage > 0:
+            raise UsageError(
+                "--strategy deepspeed with ZeRO splits every weight into flat pieces, and "
+                "Adafactor's step reads whole matrices (a row and a column moment, the "
+                "weight's RMS); use --optimizer=adamw, or --strategy ddp or fsdp"
             )
         config = deepspeed_config(zero_stage, micro_batch, accumulation, world_size, bf16)
         config["gradient_clipping"] = grad_clip
@@ -327,9 +350,23 @@ class DeepSpeedEngine(Engine):
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
 
-    @property
-    def eval_model(self) -> Any:
-        return self.engine.module  # ZeRO-3's hooks live on the module's own submodules
+    @contextlib.contextmanager
+    def evaluation_model(self) -> Iterator[Any]:
+        """ZeRO-3 gathers a submodule's weights around its `forward` and lets them go after
+        it, so a weight read outside it (t5's tied output layer multiplies by the embedding
+        matrix directly) is an empty shard there. An evaluation runs on a whole copy instead:
+        every process gathers the weights into a model of its own, for the evaluation only."""
+        module = self.engine.module
+        if self.zero_stage != 3:
+            yield module
+            return
+        import deepspeed
+
+        with torch.random.fork_rng():  # building it must not move the dropout's generator
+            whole = self.build_model()
+        with deepspeed.zero.GatheredParameters(list(module.parameters())):
+            whole.load_state_dict(module.state_dict())
+        yield whole.to(next(module.parameters()).device)
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         self._last = last

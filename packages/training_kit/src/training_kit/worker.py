@@ -25,7 +25,7 @@ from shared.errors import UsageError
 from shared.runs import Run
 from shared.tasks import TrainingTask, load_training_task
 from shared.training import StopSignals, prune_checkpoints, setup
-from training_kit.loop import LoopState, train
+from training_kit.loop import LoopState, process_task, train
 from training_kit.options import KitOptions, parse_kit, split_argv, usable_cores
 from training_kit.strategies import AccelerateEngine, DeepSpeedEngine, Engine, FSDPEngine
 from training_kit.tracking import start_tracker
@@ -86,6 +86,25 @@ def make_engine(
     )  # fmt: skip
 
 
+def data_position(sampler: Any) -> Any:
+    """Where the data stands, for the checkpoint (collective: every process calls it).
+
+    An epoch position is the same on every process. A task whose processes each read their own
+    streams (`TrainingTask.for_process`) has a part on each: gathered and merged into the one
+    position a single process reading every stream would have, so a run can resume on any
+    number of processes."""
+    if sampler is None:
+        return None
+    merge = getattr(sampler, "merge_process_states", None)
+    if merge is None:
+        return sampler.state_dict()
+    states = [sampler.state_dict()]
+    if dist.is_initialized():
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, sampler.state_dict())
+    return merge(states)
+
+
 def read_resumable(folder: Path, model: torch.nn.Module) -> Any:
     """A kit checkpoint's weights loaded into `model`; the checkpoint (optimizer state, meta).
     Refuses one that cannot continue exactly: no optimizer state, or no loop state."""
@@ -127,11 +146,13 @@ def work(
     # masks (the same seed would give every process the same masks for different batches).
     torch.manual_seed(cfg.seed + rank)
     start = None
+    task = process_task(training, rank, world_size)  # this process's share of the data
+    sampler = getattr(task, "sampler", None)  # where in the data: an epoch, streams; if any
     if resumed is not None:
         engine.load_optimizer_state_dict(resumed.optimizer)
         start = LoopState.from_state_dict(resumed.meta["loop"])
-        if resumed.meta.get("sampler") is not None:  # an epoch-based task: where in the epoch
-            training.task.sampler.load_state_dict(resumed.meta["sampler"])
+        if resumed.meta.get("sampler") is not None:
+            sampler.load_state_dict(resumed.meta["sampler"])
     run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
     if run is not None and not (run.folder / "config.json").is_file():
         # Started by another launcher (torchrun, accelerate launch, deepspeed) on a cluster:
@@ -151,18 +172,17 @@ def work(
         if tracker is not None:
             tracker.log(metrics, step=step)
 
-    sampler = getattr(training.task, "sampler", None)  # shared.epochs.EpochSampler, if any
-
     def save(state: LoopState, name: str) -> None:
         weights = engine.full_state_dict()  # collective: every rank gathers its shard
         optimizer = engine.optimizer_state_dict()  # ... and its share of Adam's moments
+        position = data_position(sampler)  # ... and its streams' state, for a task with streams
         if run is not None and weights is not None:
             meta = {
                 **training.checkpoint_meta(),
                 "step": state.step,
                 "elapsed": state.elapsed,
                 "loop": state.state_dict(),
-                "sampler": sampler.state_dict() if sampler is not None else None,
+                "sampler": position,
                 "training_kit": {"strategy": kit.strategy, "zero_stage": kit.zero_stage,
                                  "num_processes": world_size},
             }  # fmt: skip
@@ -184,7 +204,7 @@ def work(
         state = train(
             engine, training, kit.accumulation_steps, env.device, env.precision, log, progress,
             save, stop_requested=lambda: stop.requested, after_evaluation=after_evaluation,
-            start=start,
+            start=start, task=task,
         )  # fmt: skip
     if state.interrupted:  # Ctrl-C or SIGTERM: every step so far kept, and how to go on
         save(state, "interrupted")

@@ -115,7 +115,6 @@ def translation_task(argv: list[str], prog: str = "training_kit train") -> Train
         grad_clip=cfg.grad_clip,
         max_steps=total,
         eval_interval=cfg.eval_interval or per_epoch,
-        forward_methods=("encode", "decode"),  # greedy decoding calls them
         item_name="tok",
         description=(
             f"transformer translator: {len(task.train):,} training pairs, vocabularies "
