@@ -141,11 +141,8 @@ def prepare_resume(kit: KitOptions, kit_argv: list[str], stage_argv: list[str]):
     checkpoint = latest_checkpoint(folder)
     meta = read_meta(checkpoint)
     if "loop" not in meta or not (checkpoint / "optimizer.safetensors").is_file():
-        raise UsageError(f"{checkpoint} holds weights only (saved under DeepSpeed, or by the "
-                         "stage's own loop): it can be sampled from, not resumed")  # fmt: skip
-    if kit.strategy == "deepspeed":
-        raise UsageError("--resume under --strategy deepspeed is not supported yet; resume "
-                         "with single, ddp or fsdp")  # fmt: skip
+        raise UsageError(f"{checkpoint} holds weights only (saved by the stage's own loop, or "
+                         "before a first step): it can be sampled from, not resumed")  # fmt: skip
     saved_kit = json.loads((folder / "training_kit.json").read_text())
     if not any(a.startswith("--task") for a in kit_argv):
         kit.task = saved_kit["task"]

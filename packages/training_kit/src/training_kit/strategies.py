@@ -339,6 +339,9 @@ class DeepSpeedEngine(Engine):
                 "Adafactor's step reads whole matrices (a row and a column moment, the "
                 "weight's RMS); use --optimizer=adamw, or --strategy ddp or fsdp"
             )
+        # Each group's parameters by name, for checkpoints in the other engines' format.
+        names = {id(p): name for name, p in model.named_parameters()}
+        self.group_names = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         config = deepspeed_config(zero_stage, micro_batch, accumulation, world_size, bf16)
         config["gradient_clipping"] = grad_clip
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
@@ -346,6 +349,7 @@ class DeepSpeedEngine(Engine):
         )
         self.model = self.engine
         self._last = True  # whether the micro-batch now running ends the step
+        self._relinked = False  # see step()
 
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
@@ -381,6 +385,14 @@ class DeepSpeedEngine(Engine):
 
     def step(self, grad_clip: float) -> float | None:
         self.engine.step()  # the boundary: clips (by the config), steps and zeroes
+        if hasattr(self.optimizer, "_hp_optimizer_states_linked") and not self._relinked:
+            # ZeRO 1-2 link each weight to its piece of the optimizer's state once, right after
+            # the first parameter group's first step (DeepSpeed 0.19), when the other groups
+            # have no state yet: their weights would never find their moments (a checkpoint
+            # fails with "exp_avg not found"). Link again once every group has stepped.
+            self.optimizer._hp_optimizer_states_linked = False
+            self.optimizer._lazy_init_hp_params_optimizer_state()
+            self._relinked = True
         norm = self.engine.get_global_grad_norm()
         return None if norm is None else float(norm)
 
@@ -396,14 +408,74 @@ class DeepSpeedEngine(Engine):
                 return None
             return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
 
-    def optimizer_state_dict(self) -> dict[str, Any] | None:
-        return None  # ZeRO's partitioned states: not consolidated yet, so no --resume (README)
+    def _inner_optimizer(self) -> torch.optim.Optimizer:
+        """torch's optimizer itself: ZeRO 1-3 wrap it, and give it flat pieces of weights."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
 
-    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
-        raise UsageError(
-            "--resume under --strategy deepspeed is not supported yet; resume with single, ddp "
-            "or fsdp (the weights are whole in every checkpoint)"
-        )
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        """The optimizer's state whole and by parameter name, the format the other engines
+        save (so a ZeRO-3 checkpoint resumes under DDP, and the other way round).
+
+        ZeRO keeps Adam's moments for flat pieces of the weights, each process its own piece;
+        DeepSpeed's tensor-fragment API reassembles one parameter's moment from the pieces
+        (collective: every process calls it, in the same order). The step count is one number
+        for all of them."""
+        from deepspeed.utils import safe_get_full_optimizer_state
+
+        module = self.engine.module
+        inner = self._inner_optimizer()
+        flat_states = [s for s in inner.state.values() if "step" in s]
+        if not flat_states:  # no step taken yet
+            return None
+        step = flat_states[0]["step"]
+        keys = [k for k in flat_states[0] if k != "step"]  # exp_avg, exp_avg_sq
+        state: dict[str, dict[str, Any]] = {}
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            entry = {"step": step.detach().clone().cpu()}
+            for key in keys:
+                whole = safe_get_full_optimizer_state(param, key)
+                if whole is None:  # ZeRO-0: torch's optimizer holds the parameter itself
+                    whole = inner.state[param][key]
+                entry[key] = whole.detach().float().cpu().clone()
+            state[name] = entry
+        groups = [
+            {**{k: v for k, v in g.items() if k != "params"}, "params": names}
+            for g, names in zip(inner.param_groups, self.group_names, strict=True)
+        ]
+        return {"state": state, "param_groups": groups} if self.rank == 0 else None
+
+    def load_optimizer_state_dict(self, saved: dict[str, Any]) -> None:
+        """The name-keyed state of any engine's checkpoint, cut into this process's pieces."""
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        module = self.engine.module
+        inner = self._inner_optimizer()
+        first = next(iter(saved["state"].values()))
+        step = torch.tensor(float(first["step"]))
+        keys = [k for k in first if k != "step"]
+        # torch's optimizer makes its state at the first step, and ZeRO 1-2 link each weight
+        # to its piece of that state only then: make the state now (zeros, filled below).
+        pieces = getattr(self.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3's
+        if pieces is None:  # ZeRO 1-2's pieces, or ZeRO-0's parameters: what torch steps
+            pieces = [p for group in inner.param_groups for p in group["params"]]
+        for piece in pieces:
+            inner.state[piece] = {"step": step.clone(),
+                                  **{k: torch.zeros_like(piece) for k in keys}}  # fmt: skip
+        if hasattr(self.optimizer, "_lazy_init_hp_params_optimizer_state"):  # ZeRO 1-2
+            self.optimizer._lazy_init_hp_params_optimizer_state()
+        for name, param in module.named_parameters():
+            entry = saved["state"].get(name)
+            if entry is None:
+                continue
+            for key, value in entry.items():
+                if key == "step":
+                    continue
+                if self.zero_stage == 0:  # torch's optimizer holds the parameter itself
+                    inner.state[param][key] = value.to(param.device, param.dtype).clone()
+                else:
+                    safe_set_full_optimizer_state(param, value.to(param.device), key)
 
     def check_sharding(self) -> str:
         module = self.engine.module

@@ -112,8 +112,8 @@ def read_resumable(folder: Path, model: torch.nn.Module) -> Any:
     checkpoint = load_checkpoint(folder, expected=expected, framework="torch")
     if checkpoint.optimizer is None or "loop" not in checkpoint.meta:
         raise UsageError(
-            f"{folder} holds weights only (saved under DeepSpeed, or by the stage's own loop): "
-            "sample from it, or start a new run from the stage"
+            f"{folder} holds weights only (saved by the stage's own loop, or before a first "
+            "step): sample from it, or start a new run from the stage"
         )
     model.load_state_dict(checkpoint.model)
     return checkpoint
