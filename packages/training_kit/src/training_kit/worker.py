@@ -86,6 +86,15 @@ def make_engine(
     )  # fmt: skip
 
 
+def gather_objects(value: Any) -> list[Any]:
+    """`value` from every process, in rank order (collective); [value] without a group."""
+    if not dist.is_initialized():
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def data_position(sampler: Any) -> Any:
     """Where the data stands, for the checkpoint (collective: every process calls it).
 
@@ -98,11 +107,7 @@ def data_position(sampler: Any) -> Any:
     merge = getattr(sampler, "merge_process_states", None)
     if merge is None:
         return sampler.state_dict()
-    states = [sampler.state_dict()]
-    if dist.is_initialized():
-        states = [None] * dist.get_world_size()
-        dist.all_gather_object(states, sampler.state_dict())
-    return merge(states)
+    return merge(gather_objects(sampler.state_dict()))
 
 
 def read_resumable(folder: Path, model: torch.nn.Module) -> Any:
@@ -153,6 +158,9 @@ def work(
         start = LoopState.from_state_dict(resumed.meta["loop"])
         if resumed.meta.get("sampler") is not None:
             sampler.load_state_dict(resumed.meta["sampler"])
+        dropout_states = resumed.meta.get("dropout_generators") or []
+        if len(dropout_states) == world_size:  # the same number of processes: the same masks
+            torch.set_rng_state(torch.tensor(dropout_states[rank], dtype=torch.uint8))
     run = Run(Path(kit.run_folder)) if main and kit.run_folder else None
     if run is not None and not (run.folder / "config.json").is_file():
         # Started by another launcher (torchrun, accelerate launch, deepspeed) on a cluster:
@@ -176,6 +184,7 @@ def work(
         weights = engine.full_state_dict()  # collective: every rank gathers its shard
         optimizer = engine.optimizer_state_dict()  # ... and its share of Adam's moments
         position = data_position(sampler)  # ... and its streams' state, for a task with streams
+        dropout = gather_objects(torch.get_rng_state().tolist())  # ... and its dropout's generator
         if run is not None and weights is not None:
             meta = {
                 **training.checkpoint_meta(),
@@ -183,6 +192,7 @@ def work(
                 "elapsed": state.elapsed,
                 "loop": state.state_dict(),
                 "sampler": position,
+                "dropout_generators": dropout,  # one per process, in rank order
                 "training_kit": {"strategy": kit.strategy, "zero_stage": kit.zero_stage,
                                  "num_processes": world_size},
             }  # fmt: skip
