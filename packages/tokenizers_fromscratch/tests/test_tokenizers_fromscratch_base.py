@@ -97,7 +97,7 @@ def test_loading_errors_name_the_problem(trained, tmp_path):
     with pytest.raises(TokenizerError, match="not valid JSON"):
         load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text('{"kind": "magic"}', encoding="utf-8")
-    every_kind = "one of bpe, char, sentencepiece, unigram, wordpiece, got"
+    every_kind = "one of added, bpe, char, sentencepiece, unigram, wordpiece, got"
     with pytest.raises(TokenizerError, match=every_kind):
         load_tokenizer(tmp_path)
     trained["char"].save(tmp_path)

@@ -10,6 +10,7 @@
 Every tokenizer shares the interface of `base.Tokenizer`; see the README for the guide.
 """
 
+from tokenizers_fromscratch.added import AddedTokensTokenizer
 from tokenizers_fromscratch.base import Tokenizer, TokenizerError, load_tokenizer
 from tokenizers_fromscratch.bpe import GPT2_PATTERN, ByteLevelBPETokenizer, bytes_to_unicode
 from tokenizers_fromscratch.char import CharTokenizer
@@ -19,6 +20,7 @@ from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "GPT2_PATTERN",
+    "AddedTokensTokenizer",
     "ByteLevelBPETokenizer",
     "CharTokenizer",
     "SentencePieceTokenizer",

@@ -249,6 +249,14 @@ def kind_registry() -> dict[str, type[Tokenizer]]:
     return dict(_REGISTRY)
 
 
+def load_tokenizer_data(data: dict[str, Any]) -> Tokenizer:
+    """A tokenizer from the dictionary `save` writes (one kept inside another's file: the base
+    of an `AddedTokensTokenizer`)."""
+    if data.get("kind") not in _REGISTRY:
+        raise TokenizerError(f"unknown tokenizer kind {data.get('kind')!r}")
+    return _REGISTRY[data["kind"]]._from_json(data)
+
+
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """Load any tokenizer saved with `save(directory)`; its JSON names its kind."""
     return Tokenizer.load(directory)
