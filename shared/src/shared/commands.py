@@ -247,6 +247,22 @@ def compare() -> None:
     sys.exit(run_command("compare"))
 
 
+def make_chat_data() -> None:
+    sys.exit(run_command("make-chat-data"))
+
+
+def sft() -> None:
+    sys.exit(run_command("sft"))
+
+
+def chat_eval() -> None:
+    sys.exit(run_command("chat-eval"))
+
+
+def chat() -> None:
+    sys.exit(run_command("chat"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]

@@ -90,6 +90,12 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
     meta = read_meta(folder)
     tok_dir = run_folder_of(folder) / "tokenizer"
     tok = load_tokenizer(tok_dir)
+    if meta.get("sft", {}).get("lora"):  # adapters only: built on the base run, then merged
+        from gpt.sft import load_lora_checkpoint
+
+        if meta.get("tokenizer") != tokenizer_reference(tok):
+            raise CheckpointError(f"{tok_dir} is not the tokenizer {folder} was trained with")
+        return load_lora_checkpoint(folder, device), tok, meta, folder
     try:
         model_cfg = GPTConfig(**meta["model"])
     except (KeyError, TypeError) as error:

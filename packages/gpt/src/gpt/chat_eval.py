@@ -1,0 +1,145 @@
+"""`gpt chat-eval`: exact-match accuracy per task on held-out conversations.
+
+    uv run --package gpt chat-eval --run SFT_RUN --data test.jsonl
+    uv run --package gpt chat-eval --run BASE_RUN --data test.jsonl     # the same prompts, base
+
+Each conversation's last assistant message is the answer. The model reads everything before
+it, then `<|assistant|>`, and writes greedily until `<|end|>` (or `--max_new_tokens`); the reply
+is right when it equals the answer exactly. For `style` ("a line in the style of HAMLET") any
+line that character speaks in tinyshakespeare is right.
+
+A base run has never seen the chat tokens (nor, for Shakespeare's characters, digits): they are
+added with fresh rows, exactly as `sft` adds them, so the base model answers the same prompts.
+Results go to `<run>/chat_eval.json` as well as the screen.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gpt.chat import END, Message, chat_tokenizer, grow_vocabulary, parse_conversation, render
+from gpt.generate import generate, pad_left
+from shared.atomic import write_text_atomic
+from shared.config import option, parse_config
+from shared.device import pick_device, pick_threads
+from shared.errors import UsageError
+from tokenizers_fromscratch import Tokenizer
+
+
+@dataclass
+class ChatEvalConfig:
+    run: str | None = option(None, "a gpt run, fine-tuned or base (default: the latest)")
+    data: Path | None = option(None, "held-out conversations (make-chat-data --split test)")
+    max_new_tokens: int = option(48, "longest reply", ge=1)
+    batch_size: int = option(64, "conversations decoded together", ge=1)
+    limit: int = option(0, "evaluate at most this many conversations (0: all)", ge=0)
+    device: str = option("auto", "auto, cpu, cuda or mps")
+    threads: int = option(0, "torch CPU threads (0: the idle cores)", ge=0)
+
+
+@dataclass
+class Case:
+    task: str
+    prompt: list[Message]
+    answer: str
+    character: str | None = None  # style: whose line
+
+
+def read_cases(path: Path, limit: int = 0) -> list[Case]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    cases = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        messages = parse_conversation(line, f"{path}:{i + 1}")
+        last = max(k for k, m in enumerate(messages) if m.role == "assistant")
+        row = json.loads(line)
+        cases.append(Case(row.get("task", "chat"), messages[:last], messages[last].content,
+                          row.get("character")))  # fmt: skip
+    if not cases:
+        raise UsageError(f"{path} holds no conversations")
+    return cases[:limit] if limit else cases
+
+
+@torch.no_grad()
+def replies(model: torch.nn.Module, tok: Tokenizer, prompts: list[list[Message]],
+            max_new_tokens: int, batch_size: int) -> list[str]:  # fmt: skip
+    """Greedy replies, decoded in batches of similar prompt length (left-padded)."""
+    end = tok.token_to_id(END)
+    device = next(model.parameters()).device
+    encoded = [tok.encode(render(p, generation_prompt=True)) for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out: list[str] = [""] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        idx, mask = pad_left([encoded[i] for i in rows], pad_id=end)  # (B, T) each
+        generated = generate(model, idx.to(device), max_new_tokens, temperature=0.0,
+                             eos_token_id=end, attention_mask=mask.to(device),
+                             pad_token_id=end)  # fmt: skip
+        for row, ids in zip(rows, generated[:, idx.shape[1] :].tolist(), strict=True):
+            ids = ids[: ids.index(end)] if end in ids else ids
+            out[row] = tok.decode(ids)
+    return out
+
+
+def ready_for(model: torch.nn.Module, tok: Tokenizer, cases: list[Case]) -> Tokenizer:
+    """The tokenizer (and model) able to read every prompt: a base run gets the chat tokens
+    and missing characters added, as `sft` would add them."""
+    conversations = [[*c.prompt, Message("assistant", c.answer)] for c in cases]
+    needed = chat_tokenizer(tok, conversations)
+    if needed.vocab_size == tok.vocab_size:
+        return tok
+    grow_vocabulary(model, needed.vocab_size, torch.Generator().manual_seed(0))
+    print(f"note: this run's tokenizer lacks {', '.join(needed.id_to_str[tok.vocab_size:])}: "
+          "added with fresh rows (a base model has never seen them)")  # fmt: skip
+    return needed
+
+
+def chat_eval(argv: list[str]) -> None:
+    from gpt.chat_data import lines_by_character, shakespeare
+    from gpt.cli import load_run_model, run_folder_of
+
+    cfg = parse_config(ChatEvalConfig, argv, prog="gpt chat-eval",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    if cfg.data is None:
+        raise UsageError("--data is required: held-out conversations (uv run --package gpt "
+                         "make-chat-data --split test --out FILE)")  # fmt: skip
+    cases = read_cases(cfg.data, cfg.limit)
+    pick_threads(cfg.threads)  # sets torch's threads; returns a note
+    device = pick_device(cfg.device)
+    model, tok, _, folder = load_run_model(cfg.run, device)
+    tok = ready_for(model, tok, cases)
+    model.to(device).eval()
+    started = time.perf_counter()
+    got = replies(model, tok, [c.prompt for c in cases], cfg.max_new_tokens, cfg.batch_size)
+    seconds = time.perf_counter() - started
+    lines = lines_by_character(shakespeare()) if any(c.task == "style" for c in cases) else {}
+    table: dict[str, dict[str, float]] = {}
+    mistakes = []
+    for case, reply in zip(cases, got, strict=True):
+        if case.task == "style" and case.character:
+            right = reply in lines.get(case.character, [])
+        else:
+            right = reply == case.answer
+        entry = table.setdefault(case.task, {"n": 0, "correct": 0})
+        entry["n"] += 1
+        entry["correct"] += right
+        if not right and len(mistakes) < 8:
+            mistakes.append((case, reply))
+    for entry in table.values():
+        entry["accuracy"] = entry["correct"] / entry["n"]
+    print(f"{folder}: {len(cases):,} conversations of {cfg.data}, greedy, {seconds:.0f}s")
+    print(f"{'task':10s} {'n':>6s} {'exact match':>12s}")
+    for task, entry in table.items():
+        print(f"{task:10s} {entry['n']:6d} {entry['accuracy']:12.1%}")
+    for case, reply in mistakes:
+        print(f"  wrong ({case.task}): {case.prompt[-1].content!r} -> {reply!r} "
+              f"(expected {case.answer!r})")  # fmt: skip
+    result = {"data": str(cfg.data), "checkpoint": str(folder), "tasks": table}
+    write_text_atomic(run_folder_of(folder) / "chat_eval.json", json.dumps(result, indent=2))
