@@ -1,0 +1,115 @@
+"""The chat format: strict reading, the template and its loss mask, a vocabulary that grows
+without changing what the model already computes, and the data maker's held-out split."""
+
+import json
+
+import pytest
+import torch
+
+from gpt import GPT, GPTConfig
+from gpt.chat import (
+    END,
+    Message,
+    chat_tokenizer,
+    encode_conversation,
+    grow_vocabulary,
+    masked_targets,
+    read_conversations,
+    render,
+)
+from gpt.chat_data import held_out, make_rows, sources
+from gpt.model import lm_loss
+from shared.errors import UsageError
+from tokenizers_fromscratch import CharTokenizer
+
+TEXT = "To be, or not to be, that is the question:\nWhether tis nobler in the mind to suffer\n"
+CONVERSATION = [Message("system", "Be brief."), Message("user", "2 + 3?"),
+                Message("assistant", "5")]  # fmt: skip
+
+
+def chat_tok():
+    return chat_tokenizer(CharTokenizer.train([TEXT]), [CONVERSATION])
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("{not json", "t.jsonl:2: not valid JSON"),
+        ('{"conversations": []}', "t.jsonl:2: expected"),
+        ('{"conversations": [{"role": "robot", "content": "hi"}]}', "message 1 needs a role"),
+        ('{"conversations": [{"role": "user", "content": 3}]}', "message 1 needs a content"),
+        ('{"conversations": [{"role": "user", "content": "hi"}]}', "no assistant message"),
+        ('{"conversations": [{"role": "user", "content": "<|end|>"}, '
+         '{"role": "assistant", "content": "x"}]}', "contains a chat token"),
+    ],
+)  # fmt: skip
+def test_a_bad_line_is_named_with_its_number(tmp_path, line, says):
+    good = json.dumps({"conversations": [{"role": "user", "content": "a"},
+                                          {"role": "assistant", "content": "b"}]})  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(UsageError, match="t.jsonl:2: ") as error:
+        read_conversations(path)
+    assert says in str(error.value)
+
+
+def test_the_template_marks_the_assistant_reply_and_its_end_only():
+    tok = chat_tok()
+    ids, trained = encode_conversation(tok, CONVERSATION)
+    assert tok.decode(ids) == render(CONVERSATION)
+    assert (
+        render(CONVERSATION)
+        == "<|system|>Be brief.<|end|><|user|>2 + 3?<|end|><|assistant|>5<|end|>"
+    )
+    marked = [tok.id_to_str[i] for i, t in zip(ids, trained, strict=True) if t]
+    assert marked == ["5", END]
+    assert tok.token_to_id("2") >= CharTokenizer.train([TEXT]).vocab_size  # a digit was added
+
+
+def test_the_loss_is_the_mean_over_the_assistant_tokens_and_ignores_the_rest():
+    tok = chat_tok()
+    ids, trained = encode_conversation(tok, CONVERSATION)
+    ids_t, trained_t = torch.tensor([ids]), torch.tensor([trained])
+    x, y = ids_t[:, :-1], masked_targets(ids_t, trained_t)  # (1, T) each
+    torch.manual_seed(0)
+    logits = torch.randn(1, x.shape[1], tok.vocab_size, requires_grad=True)
+    loss = lm_loss(logits, y)
+    by_hand = [-torch.log_softmax(logits[0, t], -1)[y[0, t]] for t in range(y.shape[1])
+               if y[0, t] != -100]  # fmt: skip
+    assert len(by_hand) == 2  # "5" and <|end|>
+    torch.testing.assert_close(loss, torch.stack(by_hand).mean())
+    loss.backward()
+    masked = y[0] == -100
+    assert logits.grad[0, masked].abs().max() == 0  # no gradient from a masked position
+    assert logits.grad[0, ~masked].abs().max() > 0
+    # Another user or system token as a target changes nothing: those targets are masked.
+    y2 = masked_targets(torch.where(trained_t, ids_t, torch.zeros_like(ids_t)), trained_t)
+    torch.testing.assert_close(lm_loss(logits, y2), loss)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_growing_the_vocabulary_keeps_every_old_logit(tied):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.modern(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=32,
+                                 tie_embeddings=tied)).eval()  # fmt: skip
+    idx = torch.randint(0, 30, (2, 8))
+    before = model(idx)
+    assert grow_vocabulary(model, 36, torch.Generator().manual_seed(0)) == 6
+    after = model(idx)
+    assert after.shape[-1] == 36 and model.config.vocab_size == 36
+    torch.testing.assert_close(after[..., :30], before)
+    new = model.tok_emb.weight[30:]
+    assert not torch.equal(new[0], new[1])  # new tokens start apart
+    assert (model.lm_head.weight is model.tok_emb.weight) == tied
+
+
+def test_held_out_numbers_and_words_never_appear_in_training_conversations():
+    text = " ".join(["castle", "meadow", "silver", "forest", "candle", "winter", "garden"] * 3)
+    train = make_rows(["add", "reverse"], 400, "train", 0, text)
+    test_src = sources(text, "test")
+    assert test_src.numbers and all(held_out(str(n)) for n in test_src.numbers)
+    for row in train:
+        question = row["conversations"][-2]["content"]
+        tokens = [w.strip('".?') for w in question.split()]
+        assert not any(held_out(w) for w in tokens if w.isdigit())  # the operands
+        assert not any(w in test_src.words for w in tokens)
