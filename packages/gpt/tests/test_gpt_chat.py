@@ -113,3 +113,38 @@ def test_held_out_numbers_and_words_never_appear_in_training_conversations():
         tokens = [w.strip('".?') for w in question.split()]
         assert not any(held_out(w) for w in tokens if w.isdigit())  # the operands
         assert not any(w in test_src.words for w in tokens)
+
+
+def test_packed_and_padded_batches_mark_the_same_kind_of_targets():
+    from gpt.sft import SFTTask
+
+    tok = chat_tok()
+    example = encode_conversation(tok, CONVERSATION)
+    for packing in (False, True):
+        task = SFTTask([example] * 20, [example], tok.token_to_id(END), 4, 12, packing)
+        x, y = task.train_batch(torch.Generator().manual_seed(0))
+        assert x.shape == y.shape and x.shape[0] == 4
+        if packing:
+            assert x.shape[1] == 12  # windows of --max_length, no padding
+        kept = y[y != -100].tolist()
+        assert kept and set(kept) <= {tok.token_to_id("5"), tok.token_to_id(END)}
+        assert task.count((x, y)) == len(kept)
+
+
+def test_a_long_chat_drops_its_oldest_turns_and_says_so():
+    import io
+
+    from gpt.chat_cli import Chat, ChatConfig
+
+    tok = chat_tok()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.modern(vocab_size=tok.vocab_size, block_size=48, n_layer=1, n_head=2,
+                                 n_embd=16))  # fmt: skip
+    chat = Chat(model, tok, ChatConfig(system="Be brief.", max_new_tokens=4))
+    notes = io.StringIO()
+    for _ in range(4):
+        chat.reply("2 + 3?", None, notes)
+    assert "dropped the" in notes.getvalue() and "48-token context window" in notes.getvalue()
+    prompt = render(chat.messages()[:-1], generation_prompt=True)
+    assert chat.messages()[0].role == "system"  # the system message stays
+    assert len(tok.encode(prompt)) + 4 <= 48

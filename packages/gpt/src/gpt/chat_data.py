@@ -142,7 +142,9 @@ def shakespeare() -> str:
 
 @dataclass
 class MakeChatDataConfig:
-    tasks: list[str] = option(list(TASKS), f"which tasks ({', '.join(TASKS)})")
+    tasks: list[str] = option(
+        list(TASKS), f"which tasks ({', '.join(TASKS)}); one named twice comes twice as often"
+    )
     n: int = option(20000, "conversations to write", ge=1)
     split: Literal["train", "test"] = option(
         "train", "train: only the numbers and words not held out; test: only the held-out ones"
@@ -160,6 +162,6 @@ def make_chat_data(argv: list[str], text_source: Callable[[], str] = shakespeare
     rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source())
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
-    counts = {t: sum(r["task"] == t for r in rows) for t in cfg.tasks}
+    counts = {t: sum(r["task"] == t for r in rows) for t in dict.fromkeys(cfg.tasks)}
     shown = ", ".join(f"{t} {c}" for t, c in counts.items())
     print(f"wrote {len(rows):,} {cfg.split} conversations to {cfg.out} ({shown})")

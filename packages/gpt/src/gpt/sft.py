@@ -20,7 +20,7 @@ grows it, adds the adapters and merges them.
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -36,6 +36,7 @@ from gpt.chat import (
 from gpt.data import tokenizer_reference
 from gpt.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
 from gpt.model import GPT, lm_loss
+from gpt.train import TrainConfig, make_optimizer
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_to_dict, option, parse_config
 from shared.errors import CheckpointError, UsageError
@@ -69,7 +70,13 @@ class SFTConfig(RunOptions):
         False, "pack conversations into --max_length windows instead of padding each batch"
     )
     batch_size: int = option(32, "conversations (or windows) per step", ge=1)
+    optimizer: Literal["adamw", "muon"] = option(
+        "adamw",
+        "adamw: AdamW for every weight; muon: Muon for the blocks' matrices and AdamW for the "
+        "rest, as `gpt train` (LoRA always uses AdamW)",
+    )
     lr: float = option(1e-3, "AdamW's peak learning rate", gt=0)
+    muon_lr: float = option(0.01, "Muon's peak learning rate", gt=0)
     weight_decay: float = option(0.0, "AdamW's decoupled weight decay", ge=0)
     warmup_steps: int = option(50, "linear warmup steps", ge=0)
     decay: Decay = option("cosine", "how the rate falls after warmup")
@@ -230,10 +237,15 @@ def run_sft(cfg: SFTConfig) -> Path:
             lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]])
         )
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.99))  # fmt: skip
-    for group in optimizer.param_groups:
-        group["peak_lr"] = cfg.lr
+    if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
+        base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
+                               weight_decay=cfg.weight_decay)  # fmt: skip
+        optimizer = make_optimizer(model, base_cfg)
+    else:
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      betas=(0.9, 0.99))  # fmt: skip
+        for group in optimizer.param_groups:
+            group["peak_lr"] = cfg.lr
     task = SFTTask(train, val, tok.token_to_id("<|end|>"), cfg.batch_size, cfg.max_length,
                    cfg.packing)  # fmt: skip
 
@@ -243,7 +255,8 @@ def run_sft(cfg: SFTConfig) -> Path:
     total = model.num_parameters()
     print(f"base {base_folder} (vocabulary {base_vocab} -> {tok.vocab_size}: "
           f"{', '.join(tok.added_special + tok.added_chars)} added)", flush=True)  # fmt: skip
-    what = f"LoRA r={lora.rank} on {len(wrapped)} layers" if lora else "full fine-tuning"
+    what = (f"LoRA r={lora.rank} on {len(wrapped)} layers" if lora
+            else f"full fine-tuning ({cfg.optimizer})")  # fmt: skip
     print(f"{len(train):,} training conversations, {len(val):,} held out"
           + (f" ({dropped + dropped_val} longer than {cfg.max_length} tokens left out)"
              if dropped + dropped_val else "")
