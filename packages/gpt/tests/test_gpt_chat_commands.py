@@ -46,6 +46,8 @@ def runs(tmp_path_factory):
                                    "--run_name=full"]) == 0  # fmt: skip
         assert run_command("sft", ["--stage=gpt", data, "--init=base", *SFT, "--lora.rank=4",
                                    "--lr=5e-3", "--run_name=lora"]) == 0  # fmt: skip
+        assert run_command("sft", ["--stage=gpt", data, "--init=base", *SFT, "--optimizer=muon",
+                                   "--run_name=muon"]) == 0  # fmt: skip
         yield root
     finally:
         patch.undo()
@@ -56,7 +58,7 @@ def val_losses(folder: Path) -> list[float]:
     return [r["val_loss"] for r in rows if "val_loss" in r]
 
 
-@pytest.mark.parametrize("name", ["full", "lora"])
+@pytest.mark.parametrize("name", ["full", "lora", "muon"])
 def test_fine_tuning_lowers_the_loss_on_held_out_conversations(runs, name):
     losses = val_losses(runs / "runs" / "gpt" / name)
     assert len(losses) >= 2 and losses[-1] < losses[0] - 0.3, losses
