@@ -115,8 +115,10 @@ def question(task: str, rng: random.Random, src: Sources) -> tuple[str, str]:
     return phrasing.format(c=character), rng.choice(src.lines[character])
 
 
-def make_rows(tasks: list[str], n: int, split: str, seed: int, text: str) -> list[dict]:
-    """`n` conversations, the tasks taking turns; each with a system prompt half the time."""
+def make_rows(tasks: list[str], n: int, split: str, seed: int, text: str,
+              system_share: float = 0.5) -> list[dict]:  # fmt: skip
+    """`n` conversations, the tasks taking turns; a `system_share` of them with a system
+    prompt."""
     rng = random.Random(f"{seed}-{split}")
     src = sources(text, split)  # type: ignore[arg-type]
     rows = []
@@ -124,7 +126,7 @@ def make_rows(tasks: list[str], n: int, split: str, seed: int, text: str) -> lis
         task = tasks[i % len(tasks)]
         user, answer = question(task, rng, src)
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        if rng.random() < 0.5:
+        if rng.random() < system_share:
             messages.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
         row = {"task": task, "conversations": messages}
         if task == "style":  # any line this character speaks is a right answer
@@ -150,6 +152,8 @@ class MakeChatDataConfig:
         "train", "train: only the numbers and words not held out; test: only the held-out ones"
     )
     seed: int = option(0, "seeds the draws: the same seed writes the same file")
+    system_share: float = option(0.5, "share of conversations that open with a system prompt",
+                                 ge=0, le=1)  # fmt: skip
     out: Path = option(Path("sft.jsonl"), "the JSON Lines file to write")
 
 
@@ -159,7 +163,7 @@ def make_chat_data(argv: list[str], text_source: Callable[[], str] = shakespeare
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks:
         raise UsageError(f"--tasks {','.join(cfg.tasks)}: choose among {', '.join(TASKS)}")
-    rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source())
+    rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source(), cfg.system_share)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
     counts = {t: sum(r["task"] == t for r in rows) for t in dict.fromkeys(cfg.tasks)}
