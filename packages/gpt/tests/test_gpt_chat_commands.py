@@ -103,14 +103,18 @@ def test_chat_through_a_pipe_answers_one_line_per_message(runs):
 def test_chat_in_a_terminal_streams_and_obeys_its_commands(runs):
     pexpect = pytest.importorskip("pexpect")
     env = {**os.environ, "RUNS_DIR": str(runs / "runs")}
-    child = pexpect.spawn(chat_command(), ["--run=full", "--threads=1", "--max_new_tokens=6"],
-                          env=env, encoding="utf-8", timeout=60)  # fmt: skip
+    args = ["--run=full", "--threads=1", "--max_new_tokens=6"]
+    piped = subprocess.run([chat_command(), *args], input="What is 123 + 456?\n",
+                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    expected = piped.stdout.strip()  # greedy: the same reply in both modes
+    child = pexpect.spawn(chat_command(), args, env=env, encoding="utf-8", timeout=60)
     try:
         child.expect("/reset, /system TEXT, /exit")
         child.expect("you> ")
         child.sendline("What is 123 + 456?")
         child.expect("bot> ")
         child.expect("you> ")  # the reply streamed, then the next prompt
+        assert child.before.split() == expected.split()  # (a pipe prints newlines as spaces)
         child.sendline("/system Be brief.")
         child.expect(r"\(system message set; conversation cleared\)")
         child.expect("you> ")
