@@ -263,6 +263,18 @@ def chat() -> None:
     sys.exit(run_command("chat"))
 
 
+def serve() -> None:
+    sys.exit(run_command("serve"))
+
+
+def quantize() -> None:
+    sys.exit(run_command("quantize"))
+
+
+def export() -> None:
+    sys.exit(run_command("export"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]

@@ -71,6 +71,7 @@ class PretrainConfig(RunOptions):
     )
     mlm_probability: float = option(0.15, "share of tokens chosen for prediction", gt=0, lt=1)
     whole_word: bool = option(False, "choose whole words: all their ## pieces together")
+    pack: bool = option(False, "fill every row with consecutive sentences up to --max_length")
     val_rows: int = option(2000, "rows held out to measure the masked-LM loss", ge=1)
     time_limit: float = option(600.0, "seconds of training, final evaluation included (0: none)",
                                ge=0)  # fmt: skip
@@ -95,6 +96,27 @@ def _english(name: str) -> list[str]:
         f"--datasets: {name!r} has no English text this command knows; "
         "use sst2, multi30k or tinyshakespeare"
     )
+
+
+def pack_rows(sentences: list[list[int]], max_length: int, cls_id: int,
+              sep_id: int) -> list[tuple[list[int], list[int]]]:  # fmt: skip
+    """Rows of [CLS] s1 [SEP] s2 [SEP] ... each up to max_length tokens (RoBERTa's FULL-SENTENCES).
+
+    Short sentences make short rows, and a step of short rows is mostly overhead: the matrices
+    are thin. Packed, every row carries max_length tokens, every masked token has neighbours on
+    both sides, and a step moves several times the tokens for about the same cost. A sentence
+    that does not fit starts the next row; one longer than a row is cut.
+    """
+    rows, row = [], [cls_id]
+    for pieces in sentences:
+        pieces = [*pieces[: max_length - 2], sep_id]
+        if len(row) + len(pieces) > max_length:
+            rows.append(row)
+            row = [cls_id]
+        row += pieces
+    if len(row) > 1:
+        rows.append(row)
+    return [(r, [0] * len(r)) for r in rows]
 
 
 def load_corpus(cfg: PretrainConfig) -> list[str]:
@@ -199,7 +221,13 @@ def run_pretrain(cfg: PretrainConfig, run: Run, texts: list[str]) -> dict[str, f
     print(f"WordPiece: {tokenizer.vocab_size} tokens from {len(texts):,} sentences "
           f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed))
-    rows = [tokenizer.encode(texts[i], max_length=cfg.max_length) for i in order.tolist()]
+    if cfg.pack:
+        pieces = [tokenizer.wordpiece.encode(texts[i]) for i in order.tolist()]
+        rows = pack_rows(pieces, cfg.max_length, tokenizer.cls_id, tokenizer.sep_id)
+        print(f"packed {len(texts):,} sentences into {len(rows):,} rows of up to "
+              f"{cfg.max_length} tokens")  # fmt: skip
+    else:
+        rows = [tokenizer.encode(texts[i], max_length=cfg.max_length) for i in order.tolist()]
     m = cfg.model
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=m.hidden_size,

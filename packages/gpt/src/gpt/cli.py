@@ -102,6 +102,11 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
         raise CheckpointError(f"{folder}/meta.json has no usable model config ({error})") from None
     check_compatible(meta, model_cfg, tok, folder)
     model = GPT(model_cfg)
+    if meta.get("quantized"):  # int8 layers, made by `gpt quantize`
+        from gpt.quantize import load_quantized
+
+        stored = load_checkpoint(folder, framework="torch").model
+        return load_quantized(model, meta["quantized"]["method"], stored), tok, meta, folder
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     checkpoint = load_checkpoint(folder, expected=expected, framework="torch")
     model.load_state_dict(checkpoint.model)

@@ -222,7 +222,9 @@ class GPT(nn.Module):
         cache: a KVCache; the new tokens are appended to it and attend to everything in it.
         positions: (T,) or (B, T) position of each token (default: cache.length + 0..T-1);
             left-padded batches pass their own so each row starts at 0.
-        attention_mask: (B, S) with S = cached + T tokens, 1 for real tokens, 0 for padding.
+        attention_mask: (B, S) with S = cached + T tokens, 1 for real tokens, 0 for padding;
+            or a ready boolean mask (B, 1, T, S), True = may attend (`SlotCache`'s rows, padded
+            on the right, need one: the rule below would let a short row see the last column).
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
@@ -258,6 +260,8 @@ class GPT(nn.Module):
         """
         if attention_mask is None and (past == 0 or T == 1):
             return None  # is_causal=True (T > 1) or no mask at all (one new token)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            return attention_mask.bool()  # (B, 1, T, S) given whole
         S = past + T
         rows = torch.arange(past, S, device=device).unsqueeze(1)  # (T, 1)
         cols = torch.arange(S, device=device).unsqueeze(0)  # (1, S)

@@ -1,0 +1,187 @@
+"""`gpt quantize`: the linear layers' weights as 8-bit integers, a quarter of their float size.
+
+    uv run --package gpt quantize --run RUN --method int8-weight-only   # -> runs/gpt/RUN-int8w
+    uv run --package gpt quantize --run RUN --method dynamic-int8       # -> runs/gpt/RUN-int8d
+
+Per-channel absmax (the from-scratch method): every output row w of a weight matrix W (out, in)
+gets its own scale, so a row of small weights is not crushed by another row's large one:
+
+    scale_r = max_j |W_rj| / 127                   (out,)   float
+    q_rj    = round(W_rj / scale_r)  in [-127, 127] (out, in) int8
+    W_rj   ~= q_rj * scale_r                        error at most scale_r / 2 per weight
+
+Both methods store exactly that (int8 rows and float scales; biases, norms and the embedding
+stay float) and differ in how they multiply:
+
+- `int8-weight-only` (`Int8Linear`): turns q back into floats, scale included, and multiplies in
+  float. Only memory and the file shrink; the matmul is the float one. Decoding one token at a
+  time reads every weight once per token, so where memory bandwidth is the limit this can help;
+  on a small model that fits in cache it is extra work.
+- `dynamic-int8`: also quantizes each batch of activations (one scale per tensor, chosen at run
+  time, hence "dynamic") and multiplies int8 by int8 into int32 with fbgemm's kernels. This is
+  PyTorch's `torch.ao.nn.quantized.dynamic.Linear`, built from the same q and scales. torch.ao's
+  quantization is deprecated in favour of torchao; see the README for why this still uses it.
+
+The embedding and the tied output layer stay float: they are one matrix, and the output layer's
+logits are what sampling reads, where errors show most.
+"""
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gpt.model import GPT
+from shared.checkpoint import save_checkpoint
+from shared.config import option, parse_config
+from shared.errors import UsageError
+from shared.runs import Run
+
+METHODS = ("int8-weight-only", "dynamic-int8")
+SUFFIX = {"int8-weight-only": "int8w", "dynamic-int8": "int8d"}
+
+
+def absmax_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """W (out, in) float -> (q (out, in) int8, scale (out,) float32), per output row."""
+    scale = weight.detach().abs().amax(dim=1).float().clamp(min=1e-12) / 127  # (out,)
+    q = torch.round(weight.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """A linear layer whose weight is int8 rows times a float scale per row (weight-only)."""
+
+    def __init__(self, q: Tensor, scale: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self.register_buffer("weight_int8", q)  # (out, in) int8
+        self.register_buffer("scale", scale)  # (out,) float32
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+        return cls(*absmax_int8(linear.weight), linear.bias)
+
+    def dequantized_weight(self) -> Tensor:
+        return self.weight_int8.float() * self.scale[:, None]  # (out, in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.dequantized_weight().to(x.dtype), self.bias)  # (..., out)
+
+
+def dynamic_linear(q: Tensor, scale: Tensor, bias: Tensor | None) -> nn.Module:
+    """torch.ao's dynamically quantized linear layer holding our int8 rows and scales."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    layer = DynamicLinear(q.shape[1], q.shape[0], bias_=bias is not None, dtype=torch.qint8)
+    zeros = torch.zeros(q.shape[0], dtype=torch.long)
+    weight = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
+    layer.set_weight_bias(weight, None if bias is None else bias.detach().float())
+    return layer
+
+
+def quantizable(model: GPT) -> list[str]:
+    """Names of the linear layers to quantize: every one in the blocks (not the output layer)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"]
+
+
+def quantize_model(model: GPT, method: str, stored: dict[str, Tensor] | None = None) -> GPT:
+    """Replace the blocks' linear layers in place. `stored`: the q/scale/bias tensors of a saved
+    quantized run (by layer name); without it they are computed from the float weights."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    for name in quantizable(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        linear = getattr(parent, child)
+        if stored is None:
+            q, scale = absmax_int8(linear.weight)
+            bias = linear.bias
+        else:
+            q, scale = stored[f"{name}.weight_int8"], stored[f"{name}.scale"]
+            bias = stored.get(f"{name}.bias")
+        layer = Int8Linear(q, scale, bias) if method == "int8-weight-only" else (
+            dynamic_linear(q, scale, bias))  # fmt: skip
+        setattr(parent, child, layer)
+    return model
+
+
+def quantized_state(model: GPT) -> dict[str, Tensor]:
+    """What a quantized run saves: int8 rows and scales of the linear layers, everything else
+    float (the dynamic layers' packed weights are unpacked back to q and scales)."""
+    state: dict[str, Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Int8Linear):
+            state[f"{name}.weight_int8"], state[f"{name}.scale"] = module.weight_int8, module.scale
+            if module.bias is not None:
+                state[f"{name}.bias"] = module.bias.detach()
+        elif type(module).__name__ == "Linear" and hasattr(module, "_packed_params"):
+            weight, bias = module._packed_params._weight_bias()
+            state[f"{name}.weight_int8"] = weight.int_repr()
+            state[f"{name}.scale"] = weight.q_per_channel_scales().float()
+            if bias is not None:
+                state[f"{name}.bias"] = bias.detach()
+    quantized = {n.rsplit(".", 1)[0] for n in state}
+    for name, tensor in model.state_dict().items():
+        owner = name.rsplit(".", 1)[0]
+        if owner not in quantized and "_packed_params" not in name:
+            state.setdefault(name, tensor)
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def load_quantized(model: GPT, method: str, stored: dict[str, Tensor]) -> GPT:
+    """A float `model` filled from a saved quantized state: the float tensors first, then its
+    linear layers replaced by quantized ones holding the stored int8 rows and scales."""
+    layers = {k.rsplit(".", 1)[0] for k in stored if k.endswith(".weight_int8")}
+    rest = {k: v for k, v in stored.items() if k.rsplit(".", 1)[0] not in layers}
+    missing, unexpected = model.load_state_dict(rest, strict=False)
+    missing = [k for k in missing if k.rsplit(".", 1)[0] not in layers and k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"quantized checkpoint does not fit: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")  # fmt: skip
+    return quantize_model(model, method, stored).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# The command
+
+
+@dataclass
+class QuantizeConfig:
+    run: str | None = option(None, "the gpt run to quantize (default: the latest)")
+    method: Literal["int8-weight-only", "dynamic-int8"] = option(
+        "int8-weight-only", "int8 weights and a float matmul, or int8 weights and activations"
+    )
+    out: str | None = option(None, "name of the new run (default: RUN-int8w or RUN-int8d)")
+
+
+def quantize(argv: list[str]) -> None:
+    from gpt.cli import STAGE, load_run_model, run_folder_of
+
+    cfg = parse_config(QuantizeConfig, argv, prog="gpt quantize",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    model, _, meta, folder = load_run_model(cfg.run, torch.device("cpu"))
+    source = run_folder_of(folder)
+    if meta.get("quantized"):
+        raise UsageError(f"{source.name} is already quantized ({meta['quantized']['method']}); "
+                         "quantize the float run it came from")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's notice; see the README
+        quantize_model(model, cfg.method)
+    state = quantized_state(model)
+    kept = {k: v for k, v in meta.items() if k not in ("optimizer_state", "files", "format")}
+    if kept.get("sft", {}).get("lora"):
+        del kept["sft"]  # the adapters are merged into the weights now
+    kept["quantized"] = {"method": cfg.method, "from": str(folder)}
+    run = Run.start(STAGE, cfg, name=cfg.out or f"{source.name}-{SUFFIX[cfg.method]}", quiet=True)
+    shutil.copytree(source / "tokenizer", run.folder / "tokenizer")
+    path = save_checkpoint(run.checkpoints / "final", state, None, kept)
+    before = (folder / "model.safetensors").stat().st_size
+    after = (path / "model.safetensors").stat().st_size
+    print(f"{run.folder}: {cfg.method}, model.safetensors {before / 1e6:.2f} MB -> "
+          f"{after / 1e6:.2f} MB ({after / before:.0%} of {source.name}'s); "
+          f"`gpt eval --run {run.folder.name}` gives its loss")  # fmt: skip
