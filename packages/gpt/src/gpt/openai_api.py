@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Request(BaseModel):
+class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
@@ -45,7 +45,7 @@ class _Request(BaseModel):
         return [s for s in stops if s]
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(GenerationRequest):
     prompt: str | list[str]
     echo: bool = False
     best_of: int | None = None
@@ -59,7 +59,7 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatRequest(_Request):
+class ChatRequest(GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: dict[str, Any] | None = None

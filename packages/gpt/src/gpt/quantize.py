@@ -77,10 +77,12 @@ def dynamic_linear(q: Tensor, scale: Tensor, bias: Tensor | None) -> nn.Module:
     """torch.ao's dynamically quantized linear layer holding our int8 rows and scales."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    layer = DynamicLinear(q.shape[1], q.shape[0], bias_=bias is not None, dtype=torch.qint8)
-    zeros = torch.zeros(q.shape[0], dtype=torch.long)
-    weight = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
-    layer.set_weight_bias(weight, None if bias is None else bias.detach().float())
+    with warnings.catch_warnings():  # torch.ao's deprecation notices; see the module docstring
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        layer = DynamicLinear(q.shape[1], q.shape[0], bias_=bias is not None, dtype=torch.qint8)
+        zeros = torch.zeros(q.shape[0], dtype=torch.long)
+        weight = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
+        layer.set_weight_bias(weight, None if bias is None else bias.detach().float())
     return layer
 
 
@@ -169,9 +171,7 @@ def quantize(argv: list[str]) -> None:
     if meta.get("quantized"):
         raise UsageError(f"{source.name} is already quantized ({meta['quantized']['method']}); "
                          "quantize the float run it came from")  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's notice; see the README
-        quantize_model(model, cfg.method)
+    quantize_model(model, cfg.method)
     state = quantized_state(model)
     kept = {k: v for k, v in meta.items() if k not in ("optimizer_state", "files", "format")}
     if kept.get("sft", {}).get("lora"):

@@ -27,6 +27,7 @@ With `--api-key` (or GPT_API_KEY in the environment) every /v1 route needs
 """
 
 import asyncio
+import hmac
 import os
 import time
 import uuid
@@ -170,11 +171,13 @@ def create_app(served: Served) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http(_: HTTPRequest, error: HTTPException) -> JSONResponse:
-        body = api.APIError(error.status_code, str(error.detail), kind="not_found_error").body()
+        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+        body = api.APIError(error.status_code, str(error.detail), kind=kind).body()
         return JSONResponse(body, status_code=error.status_code)
 
     def authorize(request: HTTPRequest) -> None:
-        if served.api_key and request.headers.get("authorization") != f"Bearer {served.api_key}":
+        sent = request.headers.get("authorization", "")
+        if served.api_key and not hmac.compare_digest(sent, f"Bearer {served.api_key}"):
             raise api.APIError(401, "missing or wrong API key: send Authorization: Bearer KEY",
                                kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
 
@@ -192,7 +195,7 @@ def create_app(served: Served) -> FastAPI:
             raise api.APIError(400, f"{param}: empty", param)
         return ids
 
-    def budget(body: api._Request, prompt: list[int], param: str, default: int) -> int:
+    def budget(body: api.GenerationRequest, prompt: list[int], param: str, default: int) -> int:
         """max_tokens, checked against the context window."""
         if len(prompt) >= context:
             raise api.APIError(400, f"{param}: {len(prompt)} tokens, but the context window is "
@@ -248,7 +251,7 @@ def create_app(served: Served) -> FastAPI:
         ids = encode(text, "messages")
         return await respond(body, ids, budget(body, ids, "messages", 256), chat=True)
 
-    async def respond(body: api._Request, ids: list[int], max_tokens: int, chat: bool):
+    async def respond(body: api.GenerationRequest, ids: list[int], max_tokens: int, chat: bool):
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
