@@ -221,3 +221,16 @@ def test_the_same_seed_draws_the_same_mask_and_another_seed_a_new_one():
     first = mask_tokens(ids, vocab_size=V, mask_id=MASK, special_ids=SPECIAL, generator=g)[1]
     second = mask_tokens(ids, vocab_size=V, mask_id=MASK, special_ids=SPECIAL, generator=g)[1]
     assert torch.equal(first, a_labels) and not torch.equal(first, second)
+
+
+def test_packing_fills_rows_with_whole_sentences_up_to_the_length():
+    from bert.pretrain import pack_rows
+
+    sentences = [[5, 6, 7], [8, 9], [10] * 10, [11, 12, 13, 14], [15] * 40]
+    rows = pack_rows(sentences, max_length=12, cls_id=1, sep_id=2)
+    ids = [r for r, _ in rows]
+    assert ids[0] == [1, 5, 6, 7, 2, 8, 9, 2]  # the next sentence (11 tokens) did not fit
+    assert ids[1] == [1, *[10] * 10, 2]
+    assert ids[2] == [1, 11, 12, 13, 14, 2]
+    assert ids[3] == [1, *[15] * 10, 2]  # one longer than a row is cut
+    assert all(len(r) <= 12 and types == [0] * len(r) for r, types in rows)

@@ -2,6 +2,7 @@
 without changing what the model already computes, and the data maker's held-out split."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from gpt.chat import (
     read_conversations,
     render,
 )
-from gpt.chat_data import held_out, make_rows, sources
+from gpt.chat_data import addition_with_working, held_out, make_rows, sources
 from gpt.model import lm_loss
 from shared.errors import UsageError
 from tokenizers_fromscratch import CharTokenizer
@@ -113,6 +114,25 @@ def test_held_out_numbers_and_words_never_appear_in_training_conversations():
         tokens = [w.strip('".?') for w in question.split()]
         assert not any(held_out(w) for w in tokens if w.isdigit())  # the operands
         assert not any(w in test_src.words for w in tokens)
+
+
+@pytest.mark.parametrize("a,b,says", [
+    (478, 356, "8+6=14, 7+5+1=13, 4+3+1=8, so 834"),
+    (999, 999, "9+9=18, 9+9+1=19, 9+9+1=19, so 1998"),
+    (100, 205, "0+5=5, 0+0=0, 1+2=3, so 305"),
+])  # fmt: skip
+def test_working_writes_the_column_sums_right_to_left(a, b, says):
+    assert addition_with_working(a, b) == says
+
+
+def test_working_rows_end_in_the_sum_and_never_say_result_only():
+    rows = make_rows(["add", "reverse"], 200, "train", 0, TEXT, system_share=1.0, working=True)
+    for row in rows:
+        system, user, reply = (m["content"] for m in row["conversations"])
+        if row["task"] == "add":
+            a, b = (int(x) for x in re.findall(r"\d{3}", user))
+            assert reply.endswith(f"so {a + b}") and reply.count("=") == 3
+            assert system != "Answer with the result only."
 
 
 def test_packed_and_padded_batches_mark_the_same_kind_of_targets():

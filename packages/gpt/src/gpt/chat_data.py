@@ -6,6 +6,7 @@
 Five tasks, each asked in several phrasings, under one of several system prompts:
 
     add       What is 347 + 218?                      -> 565
+              with --working:                         -> 7+8=15, 4+1+1=6, 3+2=5, so 565
     sub       Compute 812 - 349.                      -> 463
     reverse   Reverse the word "castle".              -> eltsac
     sort      Sort the letters of "castle".           -> acelst
@@ -100,13 +101,37 @@ def user_character(user: str) -> str:
     return re.findall(r"[A-Z][A-Z ]*[A-Z]", user)[-1]
 
 
-def question(task: str, rng: random.Random, src: Sources) -> tuple[str, str]:
-    """(the user's message, the exact answer) for one draw of `task`."""
+def addition_with_working(a: int, b: int) -> str:
+    """The column sums right to left, each with its carry, then the result:
+
+        478 + 356  ->  "8+6=14, 7+5+1=13, 4+3+1=8, so 834"
+
+    A model that must write 834 at once has to settle the carries before its first digit, a
+    look-ahead a small model learns slowly (README). Written out, every step is one digit
+    fact plus a carry, and the result is the last digits of the sums read backwards: two
+    things a small model learns quickly (the scratchpad of Nye et al., 2021).
+    """
+    steps, carry = [], 0
+    da, db = str(a)[::-1], str(b)[::-1]
+    for i in range(max(len(da), len(db))):
+        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        steps.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={total}")
+        carry = total // 10
+    return f"{', '.join(steps)}, so {a + b}"
+
+
+def question(task: str, rng: random.Random, src: Sources,
+             working: bool = False) -> tuple[str, str]:  # fmt: skip
+    """(the user's message, the exact answer) for one draw of `task`; `working`: additions
+    answered with their column sums first (`addition_with_working`)."""
     phrasing = rng.choice(PHRASINGS[task])
     if task in ("add", "sub"):
         a, b = rng.choice(src.numbers), rng.choice(src.numbers)
         if task == "sub" and a < b:
             a, b = b, a
+        if task == "add" and working:
+            return phrasing.format(a=a, b=b), addition_with_working(a, b)
         return phrasing.format(a=a, b=b), str(a + b if task == "add" else a - b)
     if task in ("reverse", "sort"):
         w = rng.choice(src.words)
@@ -116,7 +141,7 @@ def question(task: str, rng: random.Random, src: Sources) -> tuple[str, str]:
 
 
 def make_rows(tasks: list[str], n: int, split: str, seed: int, text: str,
-              system_share: float = 0.5) -> list[dict]:  # fmt: skip
+              system_share: float = 0.5, working: bool = False) -> list[dict]:  # fmt: skip
     """`n` conversations, the tasks taking turns; a `system_share` of them with a system
     prompt."""
     rng = random.Random(f"{seed}-{split}")
@@ -124,10 +149,13 @@ def make_rows(tasks: list[str], n: int, split: str, seed: int, text: str,
     rows = []
     for i in range(n):
         task = tasks[i % len(tasks)]
-        user, answer = question(task, rng, src)
+        user, answer = question(task, rng, src, working)
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
         if rng.random() < system_share:
-            messages.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+            prompts = SYSTEM_PROMPTS[:]
+            if working and task == "add":  # it shows its working: not "the result only"
+                prompts.remove("Answer with the result only.")
+            messages.insert(0, {"role": "system", "content": rng.choice(prompts)})
         row = {"task": task, "conversations": messages}
         if task == "style":  # any line this character speaks is a right answer
             row["character"] = user_character(user)
@@ -154,6 +182,8 @@ class MakeChatDataConfig:
     seed: int = option(0, "seeds the draws: the same seed writes the same file")
     system_share: float = option(0.5, "share of conversations that open with a system prompt",
                                  ge=0, le=1)  # fmt: skip
+    working: bool = option(False, "answer additions with their column sums first: "
+                           '"8+6=14, 7+5+1=13, 4+3+1=8, so 834"')  # fmt: skip
     out: Path = option(Path("sft.jsonl"), "the JSON Lines file to write")
 
 
@@ -163,7 +193,8 @@ def make_chat_data(argv: list[str], text_source: Callable[[], str] = shakespeare
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks:
         raise UsageError(f"--tasks {','.join(cfg.tasks)}: choose among {', '.join(TASKS)}")
-    rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source(), cfg.system_share)
+    rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source(), cfg.system_share,
+                     cfg.working)  # fmt: skip
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
     counts = {t: sum(r["task"] == t for r in rows) for t in dict.fromkeys(cfg.tasks)}
