@@ -53,7 +53,7 @@ def main() -> None:
           f"KV cache, threads {args.threads}")  # fmt: skip
     for batch in [int(b) for b in args.batches.split(",")]:
         idx = torch.randint(0, model.config.vocab_size, (batch, prompt_len))
-        contenders = {name: (lambda m=m: generate(m, idx, new, temperature=0))
+        contenders = {name: (lambda m=m, idx=idx: generate(m, idx, new, temperature=0))
                       for name, m in models.items()}  # fmt: skip
         timings = _harness.interleave(contenders, rounds=args.rounds)
         print(f"\nbatch {batch}: tokens/s = {batch} x {new} / median seconds")

@@ -115,13 +115,15 @@ async def level(port: int, clients: int, requests: int, args: argparse.Namespace
 
     def pct(key: str, q: float) -> float:
         values = sorted(r[key] for r in good)
-        return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else float("nan")
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
     return {"clients": clients, "requests": len(results), "errors": errors, "wall": wall,
             "tokens_per_s": sum(r["tokens"] for r in good) / wall,
             "ttft_p50": pct("ttft", 0.5), "ttft_p99": pct("ttft", 0.99),
             "tok_p50": pct("per_token", 0.5), "tok_p99": pct("per_token", 0.99),
-            "ttft_mean": statistics.fmean(r["ttft"] for r in good) if good else float("nan")}  # fmt: skip
+            "ttft_mean": statistics.fmean(r["ttft"] for r in good) if good else 0.0}  # fmt: skip
 
 
 def main() -> None:
@@ -153,7 +155,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['clients']:>7} {r['tokens_per_s']:>9.0f} {r['tokens_per_s'] / one:>5.1f}x "
               f"{r['ttft_p50'] * 1e3:>7.0f}ms {r['ttft_p99'] * 1e3:>7.0f}ms "
-              f"{r['tok_p50'] * 1e3:>6.1f}ms {r['tok_p99'] * 1e3:>6.1f}ms {r['errors']:>6}")  # fmt: skip
+              f"{r['tok_p50'] * 1e3:>6.1f}ms {r['tok_p99'] * 1e3:>6.1f}ms "
+              f"{r['errors']:>6}")  # fmt: skip
 
 
 if __name__ == "__main__":
