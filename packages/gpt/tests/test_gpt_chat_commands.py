@@ -19,15 +19,12 @@ from shared.commands import run_command
 
 WORDS = "castle meadow silver forest candle winter garden thunder harbour lantern"
 TEXT = ("To be, or not to be, that is the question.\n" + WORDS + "\n") * 30
-TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.block_size=32",
-        "--batch_size=8", "--time_limit=0", "--eval_iters=1", "--sample_length=0",
-        "--precision=fp32", "--device=cpu", "--threads=1"]  # fmt: skip
 SFT = ["--max_steps=60", "--eval_interval=30", "--val_rows=40", "--batch_size=16",
        "--max_length=64", "--time_limit=0", "--precision=fp32", "--threads=1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, train_tiny):
     """RUNS_DIR with a base run, the data, a fully fine-tuned and a LoRA run."""
     root = tmp_path_factory.mktemp("chat")
     patch = pytest.MonkeyPatch()
@@ -35,8 +32,7 @@ def runs(tmp_path_factory):
     text = root / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     try:
-        assert run_command("train", ["--stage=gpt", *TINY, f"--text_file={text}",
-                                     "--max_steps=30", "--run_name=base"]) == 0  # fmt: skip
+        train_tiny(text, "base", max_steps=30)
         for split, n in (("train", 600), ("test", 40)):
             out = root / f"{split}.jsonl"
             make_chat_data(["--tasks=add,reverse", f"--n={n}", f"--split={split}", f"--out={out}"],

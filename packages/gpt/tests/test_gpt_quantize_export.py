@@ -44,18 +44,14 @@ def test_a_quantized_model_keeps_its_predictions(method):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, train_tiny):
     root = tmp_path_factory.mktemp("deploy")
     text = root / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     patch = pytest.MonkeyPatch()
     patch.setenv("RUNS_DIR", str(root / "runs"))
     try:
-        assert run_command("train", [
-            "--stage=gpt", "--model.n_layer=2", "--model.n_head=2", "--model.n_embd=64",
-            "--model.block_size=32", "--batch_size=16", "--time_limit=0", "--eval_iters=2",
-            "--sample_length=0", "--precision=fp32", "--threads=1", f"--text_file={text}",
-            "--max_steps=60", "--run_name=float"]) == 0  # fmt: skip
+        train_tiny(text, "float", n_embd=64, batch_size=16, eval_iters=2, max_steps=60)
         yield root
     finally:
         patch.undo()

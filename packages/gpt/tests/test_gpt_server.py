@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, train_tiny):
     """(base URL, RUNS_DIR) of a running `gpt serve` over a tiny chat run."""
     root = tmp_path_factory.mktemp("serve")
     runs = root / "runs"
@@ -50,11 +50,7 @@ def server(tmp_path_factory):
     text = root / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     try:
-        assert run_command("train", [
-            "--stage=gpt", "--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32",
-            "--model.block_size=96", "--batch_size=8", "--time_limit=0", "--eval_iters=1",
-            "--sample_length=0", "--precision=fp32", "--threads=1", f"--text_file={text}",
-            "--max_steps=20", "--run_name=base"]) == 0  # fmt: skip
+        train_tiny(text, "base", block_size=96, max_steps=20)
         data = root / "train.jsonl"
         make_chat_data(["--tasks=reverse", "--n=200", f"--out={data}"], text_source=lambda: TEXT)
         assert run_command("sft", [

@@ -104,15 +104,14 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
 
+def _envelope(rid: str, kind: str, model: str, choices: list[dict]) -> dict:
+    return {"id": rid, "object": kind, "created": int(time.time()), "model": model,
+            "choices": choices}  # fmt: skip
+
+
 def completion(rid: str, model: str, choices: list[dict], use: dict, chat: bool) -> dict:
-    return {
-        "id": rid,
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": use,
-    }
+    kind = "chat.completion" if chat else "text_completion"
+    return {**_envelope(rid, kind, model, choices), "usage": use}
 
 
 def choice(index: int, text: str, finish_reason: str, chat: bool) -> dict:
@@ -122,24 +121,27 @@ def choice(index: int, text: str, finish_reason: str, chat: bool) -> dict:
     return {"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}
 
 
+def chunk_kind(chat: bool) -> str:
+    return "chat.completion.chunk" if chat else "text_completion"
+
+
 def chunk(rid: str, model: str, index: int, text: str | None, finish_reason: str | None,
-          chat: bool, first: bool = False, use: dict | None = None) -> dict:  # fmt: skip
+          chat: bool, first: bool = False) -> dict:  # fmt: skip
     """One streamed piece: a text delta, or (text None) the end of a choice."""
     if chat:
         delta: dict[str, str] = {"role": "assistant"} if first else {}
         if text is not None:
             delta["content"] = text
         piece = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        kind = "chat.completion.chunk"
     else:
         piece = {"index": index, "text": text or "", "finish_reason": finish_reason,
                  "logprobs": None}  # fmt: skip
-        kind = "text_completion"
-    out = {"id": rid, "object": kind, "created": int(time.time()), "model": model,
-           "choices": [piece]}  # fmt: skip
-    if use is not None:
-        out["usage"] = use
-    return out
+    return _envelope(rid, chunk_kind(chat), model, [piece])
+
+
+def usage_chunk(rid: str, model: str, use: dict, chat: bool) -> dict:
+    """The last streamed piece: no choices, the usage (as OpenAI's `include_usage` sends)."""
+    return {**_envelope(rid, chunk_kind(chat), model, []), "usage": use}
 
 
 def sse(data: dict | str) -> str:

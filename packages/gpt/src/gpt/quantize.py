@@ -91,48 +91,36 @@ def quantizable(model: GPT) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"]
 
 
+def int8_state(model: GPT) -> dict[str, Tensor]:
+    """What a quantized run saves: the int8 rows and scales (and bias) of every layer
+    `quantizable` names, every other tensor as it is. Both methods store exactly this."""
+    layers = quantizable(model)
+    state: dict[str, Tensor] = {}
+    for name in layers:
+        linear = model.get_submodule(name)
+        state[f"{name}.weight_int8"], state[f"{name}.scale"] = absmax_int8(linear.weight)
+        if linear.bias is not None:
+            state[f"{name}.bias"] = linear.bias.detach()
+    for name, tensor in model.state_dict().items():
+        if name.rsplit(".", 1)[0] not in layers:
+            state[name] = tensor
+    return {k: v.contiguous() for k, v in state.items()}
+
+
 def quantize_model(model: GPT, method: str, stored: dict[str, Tensor] | None = None) -> GPT:
     """Replace the blocks' linear layers in place. `stored`: the q/scale/bias tensors of a saved
     quantized run (by layer name); without it they are computed from the float weights."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    stored = int8_state(model) if stored is None else stored
     for name in quantizable(model):
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        linear = getattr(parent, child)
-        if stored is None:
-            q, scale = absmax_int8(linear.weight)
-            bias = linear.bias
-        else:
-            q, scale = stored[f"{name}.weight_int8"], stored[f"{name}.scale"]
-            bias = stored.get(f"{name}.bias")
+        q, scale = stored[f"{name}.weight_int8"], stored[f"{name}.scale"]
+        bias = stored.get(f"{name}.bias")
         layer = Int8Linear(q, scale, bias) if method == "int8-weight-only" else (
             dynamic_linear(q, scale, bias))  # fmt: skip
-        setattr(parent, child, layer)
+        setattr(model.get_submodule(parent_name), child, layer)
     return model
-
-
-def quantized_state(model: GPT) -> dict[str, Tensor]:
-    """What a quantized run saves: int8 rows and scales of the linear layers, everything else
-    float (the dynamic layers' packed weights are unpacked back to q and scales)."""
-    state: dict[str, Tensor] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, Int8Linear):
-            state[f"{name}.weight_int8"], state[f"{name}.scale"] = module.weight_int8, module.scale
-            if module.bias is not None:
-                state[f"{name}.bias"] = module.bias.detach()
-        elif type(module).__name__ == "Linear" and hasattr(module, "_packed_params"):
-            weight, bias = module._packed_params._weight_bias()
-            state[f"{name}.weight_int8"] = weight.int_repr()
-            state[f"{name}.scale"] = weight.q_per_channel_scales().float()
-            if bias is not None:
-                state[f"{name}.bias"] = bias.detach()
-    quantized = {n.rsplit(".", 1)[0] for n in state}
-    for name, tensor in model.state_dict().items():
-        owner = name.rsplit(".", 1)[0]
-        if owner not in quantized and "_packed_params" not in name:
-            state.setdefault(name, tensor)
-    return {k: v.contiguous() for k, v in state.items()}
 
 
 def load_quantized(model: GPT, method: str, stored: dict[str, Tensor]) -> GPT:
@@ -171,8 +159,7 @@ def quantize(argv: list[str]) -> None:
     if meta.get("quantized"):
         raise UsageError(f"{source.name} is already quantized ({meta['quantized']['method']}); "
                          "quantize the float run it came from")  # fmt: skip
-    quantize_model(model, cfg.method)
-    state = quantized_state(model)
+    state = int8_state(model)  # the same file for both methods; the layers are built on load
     kept = {k: v for k, v in meta.items() if k not in ("optimizer_state", "files", "format")}
     if kept.get("sft", {}).get("lora"):
         del kept["sft"]  # the adapters are merged into the weights now

@@ -267,12 +267,9 @@ def create_app(served: Served) -> FastAPI:
             requests.append(Request(ids, sampling, on_event, end_id=served.end_id))
         for r in requests:
             scheduler.submit(r)
-
-        def finish(r: Request) -> None:
-            metrics.finished(r)
-
         if body.stream:
-            return StreamingResponse(stream(rid, body.model, requests, events, chat, finish),
+            return StreamingResponse(stream(rid, body.model, requests, events, chat,
+                                            metrics.finished),
                                      media_type="text/event-stream")  # fmt: skip
         texts, reasons = [""] * body.n, [""] * body.n
         try:
@@ -282,7 +279,7 @@ def create_app(served: Served) -> FastAPI:
                     texts[index] += value
                 else:
                     reasons[index] = value
-                    finish(requests[index])
+                    metrics.finished(requests[index])
         finally:
             for r in requests:
                 r.cancel()
@@ -311,15 +308,7 @@ async def stream(rid: str, model: str, requests: list[Request], events: asyncio.
                 finish(requests[index])
                 yield api.sse(api.chunk(rid, model, index, None, value, chat))
         use = api.usage(len(requests[0].prompt_ids), sum(len(r.output_ids) for r in requests))
-        final = {
-            "id": rid,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [],
-            "usage": use,
-        }
-        yield api.sse(final)
+        yield api.sse(api.usage_chunk(rid, model, use, chat))
         yield api.sse("[DONE]")
     finally:
         for r in requests:
