@@ -9,6 +9,7 @@ Rounds are interleaved; the table gives the median step.
 
     uv run python tools/bench/gpt_muon.py --threads 2
     uv run python tools/bench/gpt_muon.py --threads 2 --n-embd 384 --n-layer 6 --dtype fp32
+    python3 tools/bench/gpt_muon.py --device cuda --n-layer 12 --n-embd 768 --n-head 12   # GPT-2
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--n-embd", type=int, default=128)
     parser.add_argument("--n-head", type=int, default=4)
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = _harness.parse(parser)
     import torch
 
@@ -31,6 +33,7 @@ def main() -> None:
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     torch.manual_seed(0)
     model = GPT(GPTConfig.modern(n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head))
+    model.to(args.device)
     matrices = [p for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("blocks")]
     for p in matrices:
         p.grad = torch.randn_like(p)
@@ -49,8 +52,9 @@ def main() -> None:
 
     print(f"{len(matrices)} matrices of {len(shapes)} shapes {shapes}, Newton-Schulz in "
           f"{args.dtype}, {args.calls} steps per call")  # fmt: skip
+    sync = torch.cuda.synchronize if args.device == "cuda" else None
     timings = _harness.interleave({k: repeated(v) for k, v in contenders.items()},
-                                  rounds=args.rounds)  # fmt: skip
+                                  rounds=args.rounds, sync=sync)  # fmt: skip
     reference = "torch.optim.Muon" if "torch.optim.Muon" in timings else next(iter(timings))
     _harness.table(timings, reference=reference)
 

@@ -3,9 +3,14 @@
 The peak is measured here, not taken from a datasheet: the best FLOP/s of square matmuls
 (float32 and bfloat16) on this machine with the same thread count. MFU is then
 
-    model FLOPs per token = 6 * N + 12 * n_layer * n_embd * T     (N: non-embedding parameters;
-        6N for the forward and backward matmuls, the second term for attention scores; PaLM)
+    model FLOPs per token = 6 * (N + V * C) + 12 * n_layer * n_embd * T
+        N: the non-embedding parameters, V * C: the output layer (its matmul is done whether or not
+        it is tied to the input embedding, whose lookup costs nothing); 6 for the forward and
+        backward matmuls, the last term for the attention scores (PaLM, Appendix B; nanoGPT)
     MFU = tokens/s * model FLOPs per token / peak FLOP/s
+
+"compiled" contenders compile the forward and the loss as one function, so inductor can fuse the
+cross-entropy into the output layer's epilogue instead of writing (B, T, V) float32 logits.
 
 The reference twin is transformers' GPT2LMHeadModel built from our GPT-2 model's weights
 (`gpt.hf.to_hf`), trained the same way; the last column is each contender's time over its.
@@ -112,7 +117,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = GPT(cfg).to(device)
         flops[name] = (
-            6 * model.num_parameters(non_embedding=True)
+            6 * (model.num_parameters(non_embedding=True) + cfg.vocab_size * cfg.n_embd)
             + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
         )
         if name == REFERENCE:
@@ -120,14 +125,20 @@ def main() -> None:
             print(f"reference attention: {hf_model.config._attn_implementation}")
             model = ReferenceLogits(hf_model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=args.gpu)
-        forward = torch.compile(model) if name.endswith("compiled") else model
+
+        def forward_loss(x, y, model=model):
+            return lm_loss(model(x), y)
+
+        if name.endswith("compiled"):
+            forward_loss = torch.compile(forward_loss)
         x = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         y = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
-        def step(model=model, forward=forward, opt=opt, x=x, y=y, dtype=dtype, precision=precision):
+        def step(model=model, forward_loss=forward_loss, opt=opt, x=x, y=y, dtype=dtype,
+                 precision=precision):  # fmt: skip
             with torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16"):
-                loss = lm_loss(forward(x), y)
+                loss = forward_loss(x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -116,19 +116,27 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
             momentum = group["momentum"]
-            updates = []
+            buffers = []
             for p in params:
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
-                buf.lerp_(p.grad, 1 - momentum)  # M <- momentum M + (1 - momentum) G
-                updates.append(p.grad.lerp(buf, momentum) if group["nesterov"] else buf)
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+                buffers.append(self.state[p]["momentum_buffer"])
+            # One call per list, not one per matrix (torch._foreach_*: the same arithmetic).
+            torch._foreach_lerp_(buffers, grads, 1 - momentum)  # M <- momentum M + (1-momentum) G
+            if group["nesterov"]:
+                updates = list(torch._foreach_lerp(grads, buffers, momentum))  # G + m (M - G)
+            else:
+                updates = list(buffers)
 
-            # Orthogonalise the matrices of each shape as one batch (tall ones turned wide).
+            # Orthogonalise the matrices of each shape as one batch (tall ones turned wide, so
+            # a (512, 128) matrix joins the (128, 512) ones).
             same_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
-            for i, u in enumerate(updates):
-                same_shape[(min(u.shape), max(u.shape))].append(i)
+            for i, p in enumerate(params):
+                same_shape[(min(p.shape), max(p.shape))].append(i)
             for indices in same_shape.values():
                 wide = [updates[i].mT if updates[i].size(0) > updates[i].size(1) else updates[i]
                         for i in indices]  # fmt: skip
@@ -142,7 +150,14 @@ class Muon(torch.optim.Optimizer):
                 for i, o in zip(indices, ortho, strict=True):
                     updates[i] = o.mT if updates[i].size(0) > updates[i].size(1) else o
 
-            for p, update in zip(params, updates, strict=True):
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-adjusted_lr(group["lr"], p.shape, group["adjust_lr_fn"]))
+            # Decay every matrix, then step each shape with its own rate, a list at a time.
+            torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+            by_shape: dict[torch.Size, list[int]] = defaultdict(list)
+            for i, p in enumerate(params):
+                by_shape[p.shape].append(i)
+            for shape, indices in by_shape.items():
+                lr = adjusted_lr(group["lr"], shape, group["adjust_lr_fn"])
+                torch._foreach_add_(
+                    [params[i] for i in indices], [updates[i] for i in indices], alpha=-lr
+                )
         return loss
