@@ -43,18 +43,10 @@ def main() -> None:
     if dtype == torch.bfloat16:  # torch.optim.Muon always orthogonalises in bf16
         contenders["torch.optim.Muon"] = torch.optim.Muon(matrices, lr=0.02).step
 
-    def repeated(step):
-        def run() -> None:
-            for _ in range(args.calls):
-                step()
-
-        return run
-
     print(f"{len(matrices)} matrices of {len(shapes)} shapes {shapes}, Newton-Schulz in "
-          f"{args.dtype}, {args.calls} steps per call")  # fmt: skip
+          f"{args.dtype}, on {args.device}; ms per step, median of rounds of {args.calls}")  # fmt: skip
     sync = torch.cuda.synchronize if args.device == "cuda" else None
-    timings = _harness.interleave({k: repeated(v) for k, v in contenders.items()},
-                                  rounds=args.rounds, sync=sync)  # fmt: skip
+    timings = _harness.interleave(contenders, rounds=args.rounds, calls=args.calls, sync=sync)
     reference = "torch.optim.Muon" if "torch.optim.Muon" in timings else next(iter(timings))
     _harness.table(timings, reference=reference)
 

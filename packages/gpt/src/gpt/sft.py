@@ -178,6 +178,16 @@ def load_base(ref: str | None, device: torch.device) -> tuple[GPT, Tokenizer, di
     return load_run_model(ref, device)
 
 
+def new_token_layers(model: GPT) -> list[str]:
+    """The layers with a row per token that a LoRA run trains for its new tokens: the
+    embedding, and the output layer when it is not tied to it."""
+    return ["tok_emb"] if model.config.tie_embeddings else ["tok_emb", "lm_head"]
+
+
+def new_token_weights(model: GPT) -> list[torch.nn.Parameter]:
+    return [model.get_parameter(f"{name}.weight") for name in new_token_layers(model)]
+
+
 def build_lora_model(meta: dict[str, Any], adapter: dict[str, Tensor], device: torch.device) -> GPT:
     """A LoRA run's model: its base run, grown to the chat vocabulary, the adapters added,
     loaded and merged."""
@@ -187,9 +197,10 @@ def build_lora_model(meta: dict[str, Any], adapter: dict[str, Tensor], device: t
     base.config.block_size = max(base.config.block_size, meta["model"]["block_size"])
     lora = LoRAConfig(**sft["lora"])
     apply_lora(base, lora)
-    rows = adapter.pop("tok_emb.new_rows")
     with torch.no_grad():
-        base.tok_emb.weight[sft["base_vocab_size"] :] = rows.to(base.tok_emb.weight)
+        for name in new_token_layers(base):
+            weight = base.get_parameter(f"{name}.weight")
+            weight[sft["base_vocab_size"] :] = adapter.pop(f"{name}.new_rows").to(weight)
     missing = set(lora_state_dict(base)) - set(adapter)
     if missing:
         raise CheckpointError(f"the adapter lacks {sorted(missing)[:3]}: is it this run's?")
@@ -231,11 +242,11 @@ def run_sft(cfg: SFTConfig) -> Path:
             wrapped = apply_lora(model, lora)
         except ValueError as error:
             raise UsageError(f"--lora.targets: {error}") from None
-        # The new tokens' rows train too (their gradient on the old rows is zeroed).
-        model.tok_emb.weight.requires_grad_(True)
-        model.tok_emb.weight.register_hook(
-            lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]])
-        )
+        # The new tokens' rows train too (their gradient on the old rows is zeroed): in the
+        # embedding, and in an untied output layer, without which they could never be predicted.
+        for weight in new_token_weights(model):
+            weight.requires_grad_(True)
+            weight.register_hook(lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]]))
     trainable = [p for p in model.parameters() if p.requires_grad]
     if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
@@ -281,7 +292,8 @@ def run_sft(cfg: SFTConfig) -> Path:
             weights = model.state_dict()
         else:  # the adapters and the new tokens' rows: a few percent of the model
             weights = {**lora_state_dict(model),
-                       "tok_emb.new_rows": model.tok_emb.weight[base_vocab:].detach()}  # fmt: skip
+                       **{f"{name}.new_rows": model.get_parameter(f"{name}.weight")[base_vocab:]
+                          .detach() for name in new_token_layers(model)}}  # fmt: skip
         return save_checkpoint(run.checkpoints / (name or f"step_{state.step:06d}"),
                                weights, None, meta)  # fmt: skip
 

@@ -72,7 +72,9 @@ class ModelOptions:
     block_size: int = option(64, "context length in tokens", ge=1)
     mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)", ge=1)
     dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)", ge=0, lt=1)
-    tie_embeddings: bool = option(True, "share the input embedding with the output layer")
+    tie_embeddings: bool = option(
+        False, "share the input embedding with the output layer (untied trains better here)"
+    )
     pos: Literal["learned", "rope"] | None = option(None, "override the variant's positions")
     norm: Literal["layernorm", "rmsnorm"] | None = option(None, "override the variant's norm")
     activation: Literal["gelu_tanh", "gelu", "relu", "swiglu"] | None = option(
@@ -135,17 +137,17 @@ class TrainConfig(RunOptions):
         32, "windows per optimizer step (B); tokens/step = B x block_size", ge=1
     )
     time_limit: float = option(
-        75.0, "seconds for training and the final evaluation together (0: no time limit)", ge=0
+        82.0, "seconds for training and the final evaluation together (0: no time limit)", ge=0
     )
     optimizer: Literal["muon", "adamw", "sgd"] = option(
         "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
     )
     lr: float = option(3e-3, "peak learning rate (with muon: of the embeddings and norms)", gt=0)
     muon_lr: float = option(0.02, "peak learning rate of Muon's matrices", gt=0)
-    muon_momentum: float = option(0.95, "Muon: momentum of the gradient average")
-    min_lr_ratio: float = option(0.1, "the schedule ends at lr * min_lr_ratio", ge=0, le=1)
+    muon_momentum: float = option(0.9, "Muon: momentum of the gradient average")
+    min_lr_ratio: float = option(0.0, "the schedule ends at lr * min_lr_ratio", ge=0, le=1)
     warmup_steps: int = option(50, "steps of linear warmup from lr / warmup_steps", ge=0)
-    decay: Decay = option("cosine", "shape of the decay")
+    decay: Decay = option("linear", "shape of the decay")
     weight_decay: float = option(0.1, "AdamW's decoupled weight decay (matrices only)")
     beta1: float = option(0.9, "AdamW: momentum of the gradient average")
     beta2: float = option(0.99, "AdamW: of the squared-gradient average (0.99 suits small batches)")
