@@ -44,7 +44,8 @@ def main() -> None:
         contenders["torch.optim.Muon"] = torch.optim.Muon(matrices, lr=0.02).step
 
     print(f"{len(matrices)} matrices of {len(shapes)} shapes {shapes}, Newton-Schulz in "
-          f"{args.dtype}, on {args.device}; ms per step, median of rounds of {args.calls}")  # fmt: skip
+          f"{args.dtype}, on {args.device}; ms per step, median of rounds of "
+          f"{args.calls} steps")  # fmt: skip
     sync = torch.cuda.synchronize if args.device == "cuda" else None
     timings = _harness.interleave(contenders, rounds=args.rounds, calls=args.calls, sync=sync)
     reference = "torch.optim.Muon" if "torch.optim.Muon" in timings else next(iter(timings))
