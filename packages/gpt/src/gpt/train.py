@@ -137,7 +137,7 @@ class TrainConfig(RunOptions):
         32, "windows per optimizer step (B); tokens/step = B x block_size", ge=1
     )
     time_limit: float = option(
-        82.0, "seconds for training and the final evaluation together (0: no time limit)", ge=0
+        80.0, "seconds for training and the final evaluation together (0: no time limit)", ge=0
     )
     optimizer: Literal["muon", "adamw", "sgd"] = option(
         "muon", "update rule; muon: Muon for the blocks' matrices, AdamW for the rest"
