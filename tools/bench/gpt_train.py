@@ -116,8 +116,10 @@ def main() -> None:
     for name, (cfg, precision) in contenders.items():
         torch.manual_seed(0)
         model = GPT(cfg).to(device)
+        # non_embedding leaves out the tied output layer with the embedding; an untied one is in
+        output_layer = cfg.vocab_size * cfg.n_embd if cfg.tie_embeddings else 0
         flops[name] = (
-            6 * (model.num_parameters(non_embedding=True) + cfg.vocab_size * cfg.n_embd)
+            6 * (model.num_parameters(non_embedding=True) + output_layer)
             + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
         )
         if name == REFERENCE:

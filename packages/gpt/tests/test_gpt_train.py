@@ -236,7 +236,7 @@ def test_gpt_train_schedule_warms_up_then_decays_to_the_floor():
     assert lr_factor(cfg, 10, 0.0) == pytest.approx(1.0)
     assert lr_factor(cfg, 100, 0.0) == pytest.approx(0.1)
     timed = TrainConfig(max_steps=0, time_limit=10.0, warmup_steps=0, min_lr_ratio=0.0)
-    assert lr_factor(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half a cosine
+    assert lr_factor(timed, 5, 5.0) == pytest.approx(0.5)  # half the time: half the decay
 
 
 def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):

@@ -148,7 +148,10 @@ class Muon(torch.optim.Optimizer):
                     self.ns_dtype,
                 )
                 for i, o in zip(indices, ortho, strict=True):
-                    updates[i] = o.mT if updates[i].size(0) > updates[i].size(1) else o
+                    o = o.mT if updates[i].size(0) > updates[i].size(1) else o
+                    # Contiguous and in the weight's dtype (exact from bf16), so that on a GPU
+                    # the _foreach_add_ below is one kernel per list, not one per matrix.
+                    updates[i] = o.to(params[i].dtype).contiguous()
 
             # Decay every matrix, then step each shape with its own rate, a list at a time.
             torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])

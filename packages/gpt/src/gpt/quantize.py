@@ -22,8 +22,8 @@ stay float) and differ in how they multiply:
   PyTorch's `torch.ao.nn.quantized.dynamic.Linear`, built from the same q and scales. torch.ao's
   quantization is deprecated in favour of torchao; see the README for why this still uses it.
 
-The embedding and the tied output layer stay float: they are one matrix, and the output layer's
-logits are what sampling reads, where errors show most.
+The embedding and the output layer stay float: tied, they are one matrix; tied or not, the
+output layer's logits are what sampling reads, where errors show most.
 """
 
 import shutil

@@ -13,8 +13,10 @@
 
 With LoRA only the adapters train, and the new tokens' embedding rows: a chat token that kept
 its starting row (the mean of the old ones, for every new token alike) could not tell the
-model which role speaks. A LoRA run saves just those tensors; loading it loads the base run,
-grows it, adds the adapters and merges them.
+model which role speaks. Where the base's output layer is not tied to the embedding (the
+default since issue #19), its new rows train too: without them no new token could ever be
+predicted. A LoRA run saves just those tensors; loading it loads the base run, grows it, adds
+the adapters and merges them.
 """
 
 import time
@@ -200,7 +202,12 @@ def build_lora_model(meta: dict[str, Any], adapter: dict[str, Tensor], device: t
     with torch.no_grad():
         for name in new_token_layers(base):
             weight = base.get_parameter(f"{name}.weight")
-            weight[sft["base_vocab_size"] :] = adapter.pop(f"{name}.new_rows").to(weight)
+            rows = adapter.pop(f"{name}.new_rows", None)
+            if rows is None and name == "lm_head":  # saved before these rows trained: they
+                continue  # kept grow_vocabulary's rows, which it has just made again
+            if rows is None:
+                raise CheckpointError(f"the adapter lacks {name}.new_rows: is it this run's?")
+            weight[sft["base_vocab_size"] :] = rows.to(weight)
     missing = set(lora_state_dict(base)) - set(adapter)
     if missing:
         raise CheckpointError(f"the adapter lacks {sorted(missing)[:3]}: is it this run's?")
@@ -242,6 +249,9 @@ def run_sft(cfg: SFTConfig) -> Path:
             wrapped = apply_lora(model, lora)
         except ValueError as error:
             raise UsageError(f"--lora.targets: {error}") from None
+        if "lm_head" in wrapped:
+            raise UsageError("--lora.targets: leave lm_head out; its new tokens' rows train in "
+                             "full, and its old rows are the base's")  # fmt: skip
         # The new tokens' rows train too (their gradient on the old rows is zeroed): in the
         # embedding, and in an untied output layer, without which they could never be predicted.
         for weight in new_token_weights(model):
@@ -250,6 +260,7 @@ def run_sft(cfg: SFTConfig) -> Path:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
+                               muon_momentum=0.95,  # as the README's SFT rows were measured
                                weight_decay=cfg.weight_decay)  # fmt: skip
         optimizer = make_optimizer(model, base_cfg)
     else:
