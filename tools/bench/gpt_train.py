@@ -10,7 +10,8 @@ The peak is measured here, not taken from a datasheet: the best FLOP/s of square
     MFU = tokens/s * model FLOPs per token / peak FLOP/s
 
 "compiled" contenders compile the forward and the loss as one function, so inductor can fuse the
-cross-entropy into the output layer's epilogue instead of writing (B, T, V) float32 logits.
+cross-entropy into the output layer's epilogue instead of writing (B, T, V) float32 logits; one
+"compiled model" contender compiles the model alone (the loss eager), to show what that is worth.
 
 The reference twin is transformers' GPT2LMHeadModel built from our GPT-2 model's weights
 (`gpt.hf.to_hf`), trained the same way; the last column is each contender's time over its.
@@ -103,6 +104,8 @@ def main() -> None:
     if args.compile:
         for name in [n for n in contenders if n != REFERENCE and "fp32" not in n]:
             contenders[name + " compiled"] = contenders[name]
+        first = next(n for n in contenders if "fp32" not in n)
+        contenders[first + " compiled model"] = contenders[first]
 
     peaks = {
         p: matmul_peak(torch, dt, device)
@@ -133,6 +136,12 @@ def main() -> None:
 
         if name.endswith("compiled"):
             forward_loss = torch.compile(forward_loss)
+        elif name.endswith("compiled model"):
+            compiled_model = torch.compile(model)
+
+            def forward_loss(x, y, compiled_model=compiled_model):
+                return lm_loss(compiled_model(x), y)
+
         x = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         y = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
