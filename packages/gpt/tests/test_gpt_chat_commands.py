@@ -44,6 +44,11 @@ def runs(tmp_path_factory, train_tiny):
                                    "--lr=5e-3", "--run_name=lora"]) == 0  # fmt: skip
         assert run_command("sft", ["--stage=gpt", data, "--init=base", *SFT, "--optimizer=muon",
                                    "--run_name=muon"]) == 0  # fmt: skip
+        # LoRA on a base whose output layer is its embedding (the default before issue #19)
+        train_tiny(text, "base-tied", max_steps=30, extra=("--model.tie_embeddings=true",))
+        assert run_command("sft", ["--stage=gpt", data, "--init=base-tied", *SFT,
+                                   "--lora.rank=4", "--lr=5e-3",
+                                   "--run_name=lora-tied"]) == 0  # fmt: skip
         yield root
     finally:
         patch.undo()
@@ -54,7 +59,7 @@ def val_losses(folder: Path) -> list[float]:
     return [r["val_loss"] for r in rows if "val_loss" in r]
 
 
-@pytest.mark.parametrize("name", ["full", "lora", "muon"])
+@pytest.mark.parametrize("name", ["full", "lora", "muon", "lora-tied"])
 def test_fine_tuning_lowers_the_loss_on_held_out_conversations(runs, name):
     losses = val_losses(runs / "runs" / "gpt" / name)
     assert len(losses) >= 2 and losses[-1] < losses[0] - 0.3, losses
@@ -67,6 +72,10 @@ def test_a_lora_run_saves_only_the_adapters_and_the_new_tokens_rows(runs):
     rows = {"tok_emb.new_rows", "lm_head.new_rows"}  # the base run's output layer is untied
     assert rows <= set(keys)
     assert all(".lora_A" in k or ".lora_B" in k for k in keys if k not in rows)
+    tied = runs / "runs" / "gpt" / "lora-tied" / "checkpoints" / "final" / "model.safetensors"
+    with safe_open(str(tied), "pt") as f:
+        tied_keys = set(f.keys())  # noqa: SIM118 (safe_open is not a dict)
+    assert "tok_emb.new_rows" in tied_keys and "lm_head.new_rows" not in tied_keys
     full = runs / "runs" / "gpt" / "full" / "checkpoints" / "final" / "model.safetensors"
     assert (final / "model.safetensors").stat().st_size < 0.5 * full.stat().st_size
 
