@@ -29,7 +29,7 @@ def main() -> None:
     from gpt.chat_data import make_rows, shakespeare
     from gpt.cli import load_run_model
     from gpt.lora import LoRAConfig, apply_lora
-    from gpt.sft import SFTTask, new_token_weights
+    from gpt.sft import SFTTask, train_new_token_rows
     from shared.device import autocast, bf16_verdict
 
     base, tok, _, folder = load_run_model(args.run, torch.device("cpu"))
@@ -46,10 +46,7 @@ def main() -> None:
     full = copy.deepcopy(base).train()
     lora = copy.deepcopy(base).train()
     apply_lora(lora, LoRAConfig(rank=args.rank))
-    for weight in new_token_weights(lora):  # the embedding's, and an untied output layer's
-        weight.requires_grad_(True)
-        weight.register_hook(lambda g: torch.cat([g[:old_vocab] * 0, g[old_vocab:]]))
-        # the old rows stay: only the new tokens' rows learn
+    train_new_token_rows(lora, old_vocab)  # the old rows stay: only the new tokens' rows learn
 
     def trainer(model):
         params = [p for p in model.parameters() if p.requires_grad]

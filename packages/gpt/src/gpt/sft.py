@@ -186,8 +186,13 @@ def new_token_layers(model: GPT) -> list[str]:
     return ["tok_emb"] if model.config.tie_embeddings else ["tok_emb", "lm_head"]
 
 
-def new_token_weights(model: GPT) -> list[torch.nn.Parameter]:
-    return [model.get_parameter(f"{name}.weight") for name in new_token_layers(model)]
+def train_new_token_rows(model: GPT, base_vocab: int) -> None:
+    """Let the new tokens' rows of `new_token_layers` train while the rest stays frozen: their
+    gradient on the first `base_vocab` (old) rows is zeroed."""
+    for name in new_token_layers(model):
+        weight = model.get_parameter(f"{name}.weight")
+        weight.requires_grad_(True)
+        weight.register_hook(lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]]))
 
 
 def build_lora_model(meta: dict[str, Any], adapter: dict[str, Tensor], device: torch.device) -> GPT:
@@ -252,11 +257,9 @@ def run_sft(cfg: SFTConfig) -> Path:
         if "lm_head" in wrapped:
             raise UsageError("--lora.targets: leave lm_head out; its new tokens' rows train in "
                              "full, and its old rows are the base's")  # fmt: skip
-        # The new tokens' rows train too (their gradient on the old rows is zeroed): in the
-        # embedding, and in an untied output layer, without which they could never be predicted.
-        for weight in new_token_weights(model):
-            weight.requires_grad_(True)
-            weight.register_hook(lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]]))
+        # The new tokens' rows train too: in the embedding, and in an untied output layer,
+        # without which they could never be predicted.
+        train_new_token_rows(model, base_vocab)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
