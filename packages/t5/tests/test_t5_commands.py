@@ -167,6 +167,33 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
     )
     assert tokenizer == {"num_sentinels": 8}  # the pretrain run's tokenizer, not a new one
 
+    # --init_parts encoder: the encoder and the embedding are the pretrained ones, the decoder
+    # is the random one a --init none run would draw
+    import torch
+
+    from shared.checkpoint import read_meta
+    from shared.config import parse_config
+    from t5.finetune import FinetuneConfig, prepare
+    from t5.model import T5, T5Config
+    from t5.training import load_weights
+
+    argv = finetune_args(data, f"--init={folder}", "--max_steps=1")[1:]  # without --stage
+
+    def prepared(*extra: str) -> dict[str, torch.Tensor]:
+        return prepare(parse_config(FinetuneConfig, [*argv, *extra])).model.state_dict()
+
+    everything, encoder_only = prepared(), prepared("--init_parts=encoder")
+    pretrained = T5(T5Config(**read_meta(folder / "checkpoints" / "final")["t5_config"]))
+    load_weights(pretrained, folder / "checkpoints" / "final")
+    for name, tensor in pretrained.state_dict().items():
+        assert torch.equal(everything[name], tensor), name
+        decoder = name.startswith("decoder.")
+        assert torch.equal(encoder_only[name], tensor) != decoder, name
+    torch.manual_seed(parse_config(FinetuneConfig, argv).seed)  # as prepare draws them
+    random_decoder = T5(pretrained.config).state_dict()
+    assert all(torch.equal(encoder_only[k], v) for k, v in random_decoder.items()
+               if k.startswith("decoder."))  # fmt: skip
+
     # a checkpoint whose weights do not fit the config it names: one line, no run folder
     bad = runs / "t5" / "bad"
     shutil.copytree(folder, bad)

@@ -149,6 +149,30 @@ def test_a_killed_worker_stops_the_run_with_a_clear_error_and_a_usable_checkpoin
     assert not worker_pids(folder)  # no worker left behind
 
 
+ABORTING_WORKER = """
+import os, sys
+if os.environ["RANK"] == "1":
+    print("terminate called after throwing an instance of 'made::Up'", file=sys.stderr)
+    sys.stderr.flush()
+    os.abort()
+"""
+
+
+def test_a_worker_killed_by_a_signal_is_reported_with_its_last_words(tmp_path, monkeypatch):
+    """A C++ abort leaves no traceback: the error must carry what the worker last printed."""
+    from training_kit.launch import WorkersFailed, free_port, launch_workers
+
+    (tmp_path / "aborting_worker.py").write_text(ABORTING_WORKER, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    with pytest.raises(WorkersFailed) as failed:
+        launch_workers(2, free_port(), [], module="aborting_worker")
+    assert str(failed.value) == (
+        "worker rank 1 killed by SIGABRT (its last words: terminate called after throwing an "
+        "instance of 'made::Up'); the launcher stopped the other 1 worker"
+    )
+    assert failed.value.exit_code == 1
+
+
 @pytest.mark.parametrize("strategy", ["--strategy=fsdp", "--zero_stage=1"])
 def test_adafactor_is_refused_where_the_weights_are_split(runs, tiny_t5, capsys, strategy):
     extra = ["--strategy=deepspeed"] if "zero" in strategy else []

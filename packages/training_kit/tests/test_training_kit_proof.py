@@ -13,11 +13,25 @@ import torch
 from safetensors.torch import load_file
 
 from shared.tasks import load_training_task
-from training_kit.launch import free_port, launch_workers
+from training_kit.launch import WorkersFailed, free_port, launch_workers
 from training_kit.options import KitOptions
 from training_kit.proof import name_of, run_strategy
 
 SHARDED = ["fsdp", "deepspeed:1", "deepspeed:2", "deepspeed:3"]
+
+
+def launch_proof(argv: list[str]) -> None:
+    """`python -m training_kit.proof *argv` on 2 processes, tried a second time only when gloo
+    itself aborted a worker: its TCP transport can throw on a connection that closes while it
+    is being set up (pytorch/gloo#514 and older reports), which ends the process with SIGABRT.
+    Any other failure, or the same one twice, fails the test."""
+    try:
+        launch_workers(2, free_port(), argv, module="training_kit.proof")
+    except WorkersFailed as error:
+        if "SIGABRT" not in str(error) or "gloo" not in str(error):
+            raise
+        print(f"gloo aborted a worker; one more try: {error}")
+        launch_workers(2, free_port(), argv, module="training_kit.proof")
 
 
 def tiny_gpt(text_file: Path, batch_size: int = 4) -> list[str]:
@@ -52,8 +66,7 @@ def proof(tmp_path_factory, text_file) -> Path:
     """Losses and final weights of DDP, FSDP and ZeRO 1-3, each on 2 processes."""
     out = tmp_path_factory.mktemp("proof")
     specs = ["ddp", *SHARDED]
-    launch_workers(2, free_port(), [str(out), *specs, "--", "--task=gpt",
-                                    *tiny_gpt(text_file)], module="training_kit.proof")  # fmt: skip
+    launch_proof([str(out), *specs, "--", "--task=gpt", *tiny_gpt(text_file)])
     return out
 
 
@@ -138,8 +151,7 @@ def sst2_proof(tmp_path_factory) -> tuple[Path, list[str]]:
     data = tmp_path_factory.mktemp("sst2")
     args = tiny_sst2(data)
     out = tmp_path_factory.mktemp("sst2_proof")
-    launch_workers(2, free_port(), [str(out), "ddp", "fsdp", "--", "--task=transformer_sst2",
-                                    *args], module="training_kit.proof")  # fmt: skip
+    launch_proof([str(out), "ddp", "fsdp", "--", "--task=transformer_sst2", *args])
     return out, args
 
 
@@ -170,9 +182,9 @@ def test_bert_fine_tuning_takes_the_same_steps_under_every_strategy(tmp_path, on
             "--scratch.intermediate_size=64", "--train_rows=256", "--select_rows=32",
             "--batch_size=16", "--max_steps=4", "--time_limit=0", "--eval_interval=1000",
             "--precision=fp32", "--device=cpu", "--threads=1"]  # fmt: skip
-    launch_workers(2, free_port(), [str(tmp_path), "ddp", "fsdp", "deepspeed:3", "--",
-                                    "--task=bert_finetune", "--", *args],
-                   module="training_kit.proof")  # fmt: skip
+    launch_proof(
+        [str(tmp_path), "ddp", "fsdp", "deepspeed:3", "--", "--task=bert_finetune", "--", *args]
+    )
     training = load_training_task("bert_finetune", args)
     losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
     ddp = losses_of(tmp_path, "ddp")
@@ -219,9 +231,7 @@ def test_the_translator_takes_the_same_steps_and_evaluates_under_ddp_and_fsdp(tm
     """The translator's evaluation decodes greedily with `encode` and `decode`, not `forward`:
     DDP evaluates the unwrapped module, FSDP gathers the weights around those methods too."""
     args = tiny_pairs(tmp_path)
-    launch_workers(2, free_port(), [str(tmp_path), "ddp", "fsdp", "--",
-                                    "--task=transformer_translate", "--", *args],
-                   module="training_kit.proof")  # fmt: skip
+    launch_proof([str(tmp_path), "ddp", "fsdp", "--", "--task=transformer_translate", "--", *args])
     training = load_training_task("transformer_translate", args)
     losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
     ddp = losses_of(tmp_path, "ddp")
@@ -243,9 +253,9 @@ TINY_LSTM = ["--batch_size=4", "--seq_len=16", "--model.embed_dim=8", "--model.h
 def test_the_char_lstm_takes_the_same_steps_when_its_streams_are_split_over_processes(
     tmp_path, one_thread
 ):
-    launch_workers(2, free_port(), [str(tmp_path), "ddp", "fsdp", "deepspeed:2", "--",
-                                    "--task=seq_models", "--", *TINY_LSTM],
-                   module="training_kit.proof")  # fmt: skip
+    launch_proof(
+        [str(tmp_path), "ddp", "fsdp", "deepspeed:2", "--", "--task=seq_models", "--", *TINY_LSTM]
+    )
     training = load_training_task("seq_models", TINY_LSTM)
     losses, weights = run_strategy(KitOptions(strategy="single"), training)
     ddp = losses_of(tmp_path, "ddp")
@@ -268,8 +278,7 @@ def test_t5_takes_the_same_steps_under_every_strategy_its_optimizer_allows(
     t5's own optimizer, needs whole matrices: DDP only (the others refuse it, tested in
     test_training_kit_commands.py)."""
     args = tiny_t5(optimizer)
-    launch_workers(2, free_port(), [str(tmp_path), *strategies, "--", "--task=t5_finetune",
-                                    "--", *args], module="training_kit.proof")  # fmt: skip
+    launch_proof([str(tmp_path), *strategies, "--", "--task=t5_finetune", "--", *args])
     training = load_training_task("t5_finetune", args)
     losses, weights = run_strategy(KitOptions(strategy="single", accumulation_steps=2), training)
     ddp = losses_of(tmp_path, "ddp")

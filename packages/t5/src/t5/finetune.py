@@ -72,6 +72,11 @@ class FinetuneConfig(RunOptions):
     rate_cap: int = option(30000, "examples-proportional mixing: count a task as at most this "
                            "many rows (0: no cap)", ge=0)  # fmt: skip
     init: str = option("none", "a t5 pretrain run (folder or name), or none: random weights")
+    init_parts: Literal["all", "encoder"] = option(
+        "all",
+        "with --init RUN: all its weights, or only the encoder's and the embedding (the "
+        "decoder starts random, so it has learned no span-filling language model)",
+    )
     vocab_size: int = option(8000, "with --init none: vocabulary size, sentinels included", ge=32)
     num_sentinels: int = option(100, "with --init none: sentinel tokens", ge=0)
     tokenizer_trainer: Literal["sentencepiece", "unigram"] = option(
@@ -348,8 +353,13 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
         resume_from = find_checkpoint("t5", str(run.folder))
         check_config(resume_from, config)  # its weights load in run_finetune, with the rest
     elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
+        random_decoder = {k: v.clone() for k, v in model.state_dict().items()
+                          if k.startswith("decoder.")}  # fmt: skip
         load_weights(model, init_from)
-        print(f"loaded {init_from}")
+        if cfg.init_parts == "encoder":
+            model.load_state_dict(random_decoder, strict=False)
+        print(f"loaded {init_from}" + (" (encoder and embedding only)"
+                                       if cfg.init_parts == "encoder" else ""))  # fmt: skip
     prep_seconds = time.perf_counter() - started
     return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates,
                     prep_seconds)  # fmt: skip

@@ -5,14 +5,23 @@ Why not `accelerate launch --cpu --num_processes 2`: on a CPU it silently starts
 RANK and WORLD_SIZE, hosts the rendezvous on 127.0.0.1, and watches them: when one dies, it
 stops the others and raises `ChildFailedError`, which becomes one line here and a non-zero
 exit, never a hang.
+
+A worker killed by a signal leaves no Python traceback: what it said last is on its stderr
+(a C++ library's `terminate called after throwing ...`, say). Ranks 1..N-1 print nothing else
+there, so the launcher copies their stderr to a log file as well as to the screen and puts the
+last line of the failed rank's into the error. Rank 0's stderr stays the terminal itself, so its
+progress bar still draws; when rank 0 fails, its last words are just above the error.
 """
 
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from shared.errors import UsageError
 from training_kit.options import usable_cores
@@ -58,15 +67,26 @@ class WorkersFailed(Exception):
         self.exit_code = exit_code
 
 
+def last_words(log_dir: Path, rank: int) -> str:
+    """The last non-blank line rank `rank` wrote to stderr, or '' (rank 0 or nothing kept)."""
+    for path in log_dir.glob(f"**/attempt_*/{rank}/stderr.log"):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        said = [line.strip() for line in lines if line.strip()]
+        if said:
+            return said[-1]
+    return ""
+
+
 def launch_workers(
     num_processes: int, port: int, worker_argv: list[str], module: str = "training_kit.worker"
 ) -> float:
     """Run `python -m <module> *worker_argv` on `num_processes` processes; returns the wall
     seconds. Raises `WorkersFailed` when any worker fails."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    log_dir = Path(tempfile.mkdtemp(prefix="training_kit_logs_"))
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -76,6 +96,11 @@ def launch_workers(
         rdzv_endpoint=f"127.0.0.1:{port}",
         max_restarts=0,  # a failure is reported, not retried from scratch
         monitor_interval=0.5,
+        logs_specs=DefaultLogsSpecs(
+            log_dir=str(log_dir),
+            redirects={rank: Std.ERR for rank in range(1, num_processes)},
+            tee={rank: Std.ERR for rank in range(1, num_processes)},
+        ),
     )
     # Each worker's share of the cores (Accelerate warns and picks 1 when this is unset).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // num_processes)))
@@ -90,9 +115,13 @@ def launch_workers(
         # The first to fail is the cause; the others were stopped (SIGTERM) by the agent.
         rank, first = error.get_first_failure()
         others = num_processes - 1
+        said = last_words(log_dir, rank)
         raise WorkersFailed(
-            f"worker rank {rank} {describe_exit(first.exitcode)}; the launcher stopped the "
-            f"other {others} worker{'s' if others != 1 else ''}",
+            f"worker rank {rank} {describe_exit(first.exitcode)}"
+            + (f" (its last words: {said})" if said else "")
+            + f"; the launcher stopped the other {others} worker{'s' if others != 1 else ''}",
             2 if first.exitcode == 2 else 1,  # 2: the worker said what was wrong (a usage error)
         ) from None
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
     return time.perf_counter() - started
