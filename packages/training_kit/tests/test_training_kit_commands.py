@@ -138,7 +138,7 @@ def test_a_killed_worker_stops_the_run_with_a_clear_error_and_a_usable_checkpoin
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, err[-2000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: worker rank 1 killed by SIGKILL"), last
+    assert last.startswith("error: worker rank 1 killed by SIGKILL; the launcher"), last
     assert "last complete checkpoint: " in last
     checkpoint = Path(last.split("last complete checkpoint: ")[1])
 

@@ -7,10 +7,11 @@ stops the others and raises `ChildFailedError`, which becomes one line here and 
 exit, never a hang.
 
 A worker killed by a signal leaves no Python traceback: what it said last is on its stderr
-(a C++ library's `terminate called after throwing ...`, say). Ranks 1..N-1 print nothing else
-there, so the launcher copies their stderr to a log file as well as to the screen and puts the
-last line of the failed rank's into the error. Rank 0's stderr stays the terminal itself, so its
-progress bar still draws; when rank 0 fails, its last words are just above the error.
+(a C++ library's `terminate called after throwing ...`, say). Ranks 1..N-1 print little else
+there (a warning or two), so the launcher copies their stderr to a log file as well as to the
+screen and puts the last line of the failed rank's into the error, unless SIGKILL or SIGTERM
+ended it (those come from outside). Rank 0's stderr stays the terminal itself, so its progress
+bar still draws; when rank 0 fails, its last words are just above the error.
 """
 
 import os
@@ -115,7 +116,10 @@ def launch_workers(
         # The first to fail is the cause; the others were stopped (SIGTERM) by the agent.
         rank, first = error.get_first_failure()
         others = num_processes - 1
-        said = last_words(log_dir, rank)
+        # SIGKILL and SIGTERM come from outside (the OOM killer, a user): what the worker last
+        # printed is not why it died, so it is not quoted.
+        killed_from_outside = first.exitcode in (-signal.SIGKILL, -signal.SIGTERM)
+        said = "" if killed_from_outside else last_words(log_dir, rank)
         raise WorkersFailed(
             f"worker rank {rank} {describe_exit(first.exitcode)}"
             + (f" (its last words: {said})" if said else "")
