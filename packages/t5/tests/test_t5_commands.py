@@ -174,8 +174,8 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
     from shared.checkpoint import read_meta
     from shared.config import parse_config
     from t5.finetune import FinetuneConfig, prepare
-    from t5.model import T5, T5Config
-    from t5.training import load_weights
+    from t5.model import T5
+    from t5.training import config_from_meta, load_weights
 
     argv = finetune_args(data, f"--init={folder}", "--max_steps=1")[1:]  # without --stage
 
@@ -183,8 +183,9 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
         return prepare(parse_config(FinetuneConfig, [*argv, *extra])).model.state_dict()
 
     everything, encoder_only = prepared(), prepared("--init_parts=encoder")
-    pretrained = T5(T5Config(**read_meta(folder / "checkpoints" / "final")["t5_config"]))
-    load_weights(pretrained, folder / "checkpoints" / "final")
+    final = folder / "checkpoints" / "final"
+    pretrained = T5(config_from_meta(read_meta(final), str(final)))
+    load_weights(pretrained, final)
     for name, tensor in pretrained.state_dict().items():
         assert torch.equal(everything[name], tensor), name
         decoder = name.startswith("decoder.")

@@ -75,7 +75,7 @@ class FinetuneConfig(RunOptions):
     init_parts: Literal["all", "encoder"] = option(
         "all",
         "with --init RUN: all its weights, or only the encoder's and the embedding (the "
-        "decoder starts random, so it has learned no span-filling language model)",
+        "decoder starts from random weights)",
     )
     vocab_size: int = option(8000, "with --init none: vocabulary size, sentinels included", ge=32)
     num_sentinels: int = option(100, "with --init none: sentinel tokens", ge=0)
@@ -353,13 +353,16 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
         resume_from = find_checkpoint("t5", str(run.folder))
         check_config(resume_from, config)  # its weights load in run_finetune, with the rest
     elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
-        random_decoder = {k: v.clone() for k, v in model.state_dict().items()
-                          if k.startswith("decoder.")}  # fmt: skip
+        random_decoder = None
+        if cfg.init_parts == "encoder":  # kept aside: loading the checkpoint overwrites it
+            random_decoder = {k: v.clone() for k, v in model.state_dict().items()
+                              if k.startswith("decoder.")}  # fmt: skip
         load_weights(model, init_from)
-        if cfg.init_parts == "encoder":
+        note = ""
+        if random_decoder is not None:
             model.load_state_dict(random_decoder, strict=False)
-        print(f"loaded {init_from}" + (" (encoder and embedding only)"
-                                       if cfg.init_parts == "encoder" else ""))  # fmt: skip
+            note = " (encoder and embedding only)"
+        print(f"loaded {init_from}{note}")
     prep_seconds = time.perf_counter() - started
     return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates,
                     prep_seconds)  # fmt: skip

@@ -88,6 +88,7 @@ def launch_workers(
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     log_dir = Path(tempfile.mkdtemp(prefix="training_kit_logs_"))
+    stderr_of_ranks_1_up = {rank: Std.ERR for rank in range(1, num_processes)}
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -99,8 +100,8 @@ def launch_workers(
         monitor_interval=0.5,
         logs_specs=DefaultLogsSpecs(
             log_dir=str(log_dir),
-            redirects={rank: Std.ERR for rank in range(1, num_processes)},
-            tee={rank: Std.ERR for rank in range(1, num_processes)},
+            redirects=stderr_of_ranks_1_up,  # to the log file...
+            tee=stderr_of_ranks_1_up,  # ...and to the screen as well
         ),
     )
     # Each worker's share of the cores (Accelerate warns and picks 1 when this is unset).
