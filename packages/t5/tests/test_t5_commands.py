@@ -183,6 +183,7 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
         return prepare(parse_config(FinetuneConfig, [*argv, *extra])).model.state_dict()
 
     everything, encoder_only = prepared(), prepared("--init_parts=encoder")
+    tokenizer_only = prepared("--init_parts=tokenizer")
     final = folder / "checkpoints" / "final"
     pretrained = T5(config_from_meta(read_meta(final), str(final)))
     load_weights(pretrained, final)
@@ -191,9 +192,11 @@ def test_pretraining_lowers_the_loss_and_finetuning_starts_from_it(tmp_path, run
         decoder = name.startswith("decoder.")
         assert torch.equal(encoder_only[name], tensor) != decoder, name
     torch.manual_seed(parse_config(FinetuneConfig, argv).seed)  # as prepare draws them
-    random_decoder = T5(pretrained.config).state_dict()
-    assert all(torch.equal(encoder_only[k], v) for k, v in random_decoder.items()
+    random_weights = T5(pretrained.config).state_dict()
+    assert all(torch.equal(encoder_only[k], v) for k, v in random_weights.items()
                if k.startswith("decoder."))  # fmt: skip
+    # --init_parts tokenizer: the pretrain run's tokenizer with --init none's random weights
+    assert all(torch.equal(tokenizer_only[k], v) for k, v in random_weights.items())
 
     # a checkpoint whose weights do not fit the config it names: one line, no run folder
     bad = runs / "t5" / "bad"

@@ -107,3 +107,38 @@ def test_mixing_rates():
         mixing_rates([10, 10], rates=[1])
     with pytest.raises(UsageError, match="positive sum"):
         mixing_rates([10, 10], rates=[0, 0])
+
+
+def test_train_rows_keeps_a_random_subset_apart_from_the_selection_rows():
+    from t5.finetune import split_select
+    from t5.tasks import TaskData
+
+    rows = [(f"keyword: row {i}", str(i)) for i in range(100)]
+    data = TaskData(get_task("sst2"), rows, [])
+    train_all, select = split_select(data, 20, seed=3)
+    train_few, select_again = split_select(data, 20, seed=3, train_rows=30)
+    assert select_again == select and len(train_all) == 80
+    assert train_few == train_all[:30]  # the same random order, cut
+    assert not set(train_few) & set(select)
+    assert train_few != rows[20:50]  # drawn at random, not the file's first rows
+
+
+def test_sentence_rows_corrupt_each_sentence_alone(tokenizer):
+    """pretrain --rows sentences: a row is one sentence, and its corruption merges back to it."""
+    import torch
+
+    from t5.pretrain import PretrainConfig, SpanCorruptionTask, shuffled
+
+    encoded = tokenizer.encode_batch(TEXTS[:5], eos=False)
+    rows = shuffled(encoded * 4, seed=0)
+    assert sorted(rows) == sorted(encoded * 4)
+    cfg = PretrainConfig(rows="sentences", val_rows=2, batch_size=4, num_sentinels=10)
+    task = SpanCorruptionTask(cfg, tokenizer, rows)
+    some = task.train_rows[:4]
+    batch = task.corrupt(some, torch.Generator().manual_seed(0))
+    eos = tokenizer.eos_id
+    for row, inputs, labels in zip(some, batch["input_ids"], batch["labels"], strict=True):
+        inputs = [i for i in inputs.tolist() if i != tokenizer.pad_id]
+        targets = [t for t in labels.tolist() if t != -100]
+        assert inputs[-1] == eos and targets[-1] == eos  # as fine-tuning's inputs end
+        assert merge_spans(inputs, targets, tokenizer.sentinel_ids, eos_token_id=eos) == row

@@ -72,10 +72,10 @@ class FinetuneConfig(RunOptions):
     rate_cap: int = option(30000, "examples-proportional mixing: count a task as at most this "
                            "many rows (0: no cap)", ge=0)  # fmt: skip
     init: str = option("none", "a t5 pretrain run (folder or name), or none: random weights")
-    init_parts: Literal["all", "encoder"] = option(
+    init_parts: Literal["all", "encoder", "tokenizer"] = option(
         "all",
-        "with --init RUN: all its weights, or only the encoder's and the embedding (the "
-        "decoder starts from random weights)",
+        "with --init RUN: all its weights; only the encoder's and the embedding (the decoder "
+        "starts random); or only its tokenizer (random weights: the control for --init RUN)",
     )
     vocab_size: int = option(8000, "with --init none: vocabulary size, sentinels included", ge=32)
     num_sentinels: int = option(100, "with --init none: sentinel tokens", ge=0)
@@ -104,6 +104,9 @@ class FinetuneConfig(RunOptions):
                                     ge=0, lt=1)  # fmt: skip
     select_rows: int = option(400, "rows of each task held out of training to keep the best "
                               "checkpoint on", ge=1)  # fmt: skip
+    train_rows: int = option(0, "train on only this many labelled rows of each task, drawn at "
+                             "random (0: all): what pretraining adds when labels are few",
+                             ge=0)  # fmt: skip
     patience: int = option(0, "stop after this many evaluations without a better selection "
                            "score (0: never)", ge=0)  # fmt: skip
     eval_batch_size: int = option(128, "rows per decoding batch", ge=1)
@@ -280,13 +283,17 @@ def load_data(cfg: FinetuneConfig) -> list[TaskData]:
     return [load_task(name, cfg.data_dir) for name in cfg.tasks]
 
 
-def split_select(data: TaskData, rows: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """(training rows, selection rows): `rows` held out of the training split at random."""
+def split_select(data: TaskData, rows: int, seed: int,
+                 train_rows: int = 0) -> tuple[list[Example], list[Example]]:  # fmt: skip
+    """(training rows, selection rows): `rows` held out of the training split at random, and
+    of the rest the first `train_rows` of the same random order (0: all of them)."""
     if rows >= len(data.train):
         raise UsageError(f"--select_rows {rows} leaves no training rows for {data.task.name} "
                          f"({len(data.train)} rows)")  # fmt: skip
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
     held, kept = order[:rows].tolist(), order[rows:].tolist()
+    if train_rows:
+        kept = kept[:train_rows]
     return [data.train[i] for i in kept], [data.train[i] for i in held]
 
 
@@ -317,7 +324,7 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
     env = setup(cfg)
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
     started = time.perf_counter()
-    splits = [split_select(d, cfg.select_rows, cfg.seed) for d in data]
+    splits = [split_select(d, cfg.select_rows, cfg.seed, cfg.train_rows) for d in data]
     tokenizer, config, init_from = resolve_init(cfg)
     if run is not None:  # resuming: the run's own tokenizer, never a retrained one
         tokenizer = run_tokenizer(run.folder)
@@ -352,6 +359,8 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
     if run is not None:
         resume_from = find_checkpoint("t5", str(run.folder))
         check_config(resume_from, config)  # its weights load in run_finetune, with the rest
+    elif init_from is not None and cfg.init_parts == "tokenizer":
+        print(f"took the tokenizer of {init_from.parent.parent}; the weights start random")
     elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
         random_decoder = None
         if cfg.init_parts == "encoder":  # kept aside: loading the checkpoint overwrites it

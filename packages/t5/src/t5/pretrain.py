@@ -13,7 +13,10 @@
 
 Why packing: Multi30k's captions are about 15 pieces long; a row of one caption would hold
 two noise tokens in one span, and most of a batch would be padding. Rows of 64 packed tokens
-give T5's proportions (about 10 noise tokens in 3 spans) with no padding at all.
+give T5's proportions (about 10 noise tokens in 3 spans) with no padding at all. The price: a
+row runs German captions, English ones and SST-2 phrases together with no boundary between
+them. `--rows sentences` gives each sentence a row of its own (EOS at the end, as a fine-tuning
+input has; batches of similar lengths, so little padding) to measure what that costs.
 
 Why span corruption rather than BERT's masking: the targets are short (15% of the text plus a
 sentinel per span), so a step costs little decoder time, and the model learns to *write* text
@@ -66,6 +69,9 @@ class PretrainConfig(RunOptions):
         "sentencepiece", "sentencepiece (the library's C++ trainer) or unigram (ours, slower)"
     )
     model: ModelSize = field(default_factory=ModelSize)
+    rows: Literal["packed", "sentences"] = option(
+        "packed", "packed: sentences concatenated into rows of --chunk_length; sentences: one a row"
+    )
     chunk_length: int = option(64, "tokens per packed row before corruption", ge=4)
     noise_density: float = option(0.15, "share of tokens dropped into spans", gt=0, lt=1)
     mean_noise_span_length: float = option(3.0, "mean tokens per dropped span", ge=1)
@@ -94,9 +100,10 @@ class PretrainConfig(RunOptions):
                              f"--num_sentinels {self.num_sentinels}; raise it")  # fmt: skip
 
 
-def spans_per_row(cfg: PretrainConfig) -> int:
-    """How many spans random_spans_noise_mask makes in a row of --chunk_length tokens."""
-    noise = min(max(round(cfg.chunk_length * cfg.noise_density), 1), cfg.chunk_length - 1)
+def spans_per_row(cfg: PretrainConfig, length: int | None = None) -> int:
+    """How many spans random_spans_noise_mask makes in a row of `length` (--chunk_length)."""
+    length = length or cfg.chunk_length
+    noise = min(max(round(length * cfg.noise_density), 1), max(length - 1, 1))
     return max(round(noise / cfg.mean_noise_span_length), 1)
 
 
@@ -118,6 +125,12 @@ def load_texts(cfg: PretrainConfig) -> list[str]:
     return texts
 
 
+def shuffled(rows: list[list[int]], seed: int) -> list[list[int]]:
+    """One sentence a row, in a shuffled order (the first --val_rows are held out)."""
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [rows[i] for i in order if rows[i]]
+
+
 def pack(rows: list[list[int]], length: int, seed: int) -> list[list[int]]:
     """Sentences' ids in a shuffled order, concatenated and cut into rows of `length`."""
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -134,10 +147,11 @@ class SpanCorruptionTask:
 
     def __init__(self, cfg: PretrainConfig, tokenizer: T5Tokenizer, rows: list[list[int]]):
         self.cfg, self.tokenizer = cfg, tokenizer
-        self.sentinels = tokenizer.require_sentinels(spans_per_row(cfg))
+        longest = max(len(r) for r in rows)
+        self.sentinels = tokenizer.require_sentinels(spans_per_row(cfg, longest))
         if len(rows) - cfg.val_rows < 1:
-            raise UsageError(f"the text packs into {len(rows)} rows of {cfg.chunk_length} "
-                             f"tokens: too few for --val_rows {cfg.val_rows}")  # fmt: skip
+            raise UsageError(f"the text makes {len(rows)} rows: too few for --val_rows "
+                             f"{cfg.val_rows}")  # fmt: skip
         self.val_rows, self.train_rows = rows[: cfg.val_rows], rows[cfg.val_rows :]
         lengths = [len(r) for r in self.train_rows]
         size = min(cfg.batch_size, len(self.train_rows))
@@ -209,7 +223,7 @@ class Prepared:
 def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
     """Text, tokenizer (trained, or the resumed run's), packed rows, the task and the config."""
     if run is None:  # before the data loads: the error a tokenizer without sentinels gives
-        require_sentinels(cfg.num_sentinels, spans_per_row(cfg))
+        require_sentinels(cfg.num_sentinels, spans_per_row(cfg) if cfg.rows == "packed" else 1)
     texts = load_texts(cfg)
     env = setup(cfg)
     print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
@@ -220,9 +234,14 @@ def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
         tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
                                       cfg.tokenizer_trainer)  # fmt: skip
     rows = tokenizer.encode_batch(texts, eos=False)
-    packed = pack(rows, cfg.chunk_length, cfg.seed)
-    print(f"{tokenizer} from {len(texts):,} texts in {time.perf_counter() - started:.1f}s; "
-          f"{len(packed):,} rows of {cfg.chunk_length} tokens")  # fmt: skip
+    if cfg.rows == "packed":
+        packed = pack(rows, cfg.chunk_length, cfg.seed)
+        shape = f"{len(packed):,} rows of {cfg.chunk_length} tokens"
+    else:
+        packed = shuffled(rows, cfg.seed)
+        mean = sum(map(len, packed)) / len(packed)
+        shape = f"{len(packed):,} rows of one sentence, {mean:.1f} tokens on average"
+    print(f"{tokenizer} from {len(texts):,} texts in {time.perf_counter() - started:.1f}s; {shape}")
     task = SpanCorruptionTask(cfg, tokenizer, packed)
     config = make_config(cfg.model, tokenizer.vocab_size)
     resume_from = None
