@@ -133,8 +133,7 @@ def shuffled(rows: list[list[int]], seed: int) -> list[list[int]]:
 
 def pack(rows: list[list[int]], length: int, seed: int) -> list[list[int]]:
     """Sentences' ids in a shuffled order, concatenated and cut into rows of `length`."""
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
-    stream = [t for i in order for t in rows[i]]
+    stream = [t for row in shuffled(rows, seed) for t in row]
     return [stream[i : i + length] for i in range(0, len(stream) - length + 1, length)]
 
 
