@@ -21,7 +21,7 @@ def train_tiny():
     def train(text_file: Path, run_name: str, *, n_embd: int = 32, block_size: int = 32,
               batch_size: int = 8, eval_iters: int = 1, max_steps: int = 30,
               extra: tuple[str, ...] = ()) -> None:  # fmt: skip
-        args = [*extra, "--stage=gpt", "--model.n_layer=2", "--model.n_head=2",
+        args = ["--tokenizer=char", *extra, "--stage=gpt", "--model.n_layer=2", "--model.n_head=2",
                 f"--model.n_embd={n_embd}", f"--model.block_size={block_size}",
                 f"--batch_size={batch_size}", "--time_limit=0", f"--eval_iters={eval_iters}",
                 "--sample_length=0", "--precision=fp32", "--device=cpu", "--threads=1",

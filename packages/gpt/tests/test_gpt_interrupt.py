@@ -13,6 +13,7 @@ import pytest
 from gpt.cli import train
 
 ARGS = [
+    "--tokenizer=char",  # the tests were written for one id per character
     "--model.n_layer=1",
     "--model.n_head=2",
     "--model.n_embd=32",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gpt.cli import evaluate, resume_config, sample, train
-from gpt.data import TokenData, sequential_windows
+from gpt.data import TokenData, characters_in_windows, make_tokenizer, sequential_windows
 from gpt.model import GPT, lm_loss
 from gpt.train import (
     FinalEvalReserve,
@@ -31,6 +31,7 @@ from shared.runs import Run
 
 TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n"
 TINY = [
+    "--tokenizer=char",  # written for one id per character (BPE: its own test)
     "--model.n_layer=1",
     "--model.n_head=2",
     "--model.n_embd=32",
@@ -370,3 +371,31 @@ def test_gpt_resume_takes_a_new_lr_and_an_old_runs_renamed_options(text_file, tm
     meta_path.write_text(json.dumps(meta))
     cfg = resume_config([f"--resume={folder}"], meta)
     assert (cfg.max_steps, cfg.warmup_steps) == (3, 0)
+
+
+def test_gpt_characters_in_windows_count_the_targets_text():
+    """The per-character loss divides by the characters the evaluated targets spell: for BPE
+    (about two characters a token here) exactly the text between the windows' first target and
+    their last, for the char tokenizer one per token."""
+    text = TEXT * 40
+    bpe = make_tokenizer("bpe", text, vocab_size=300)
+    ids = torch.tensor(bpe.encode(text))
+    n = (len(ids) - 1) // 16  # every window of 16
+    expected = len(bpe.decode(ids[1 : n * 16 + 1].tolist()))
+    assert characters_in_windows(ids, 16, bpe) == expected
+    assert expected > 1.5 * n * 16  # merges made: more characters than tokens
+    spread = characters_in_windows(ids, 16, bpe, max_windows=5)
+    assert 5 * 16 < spread < expected / 2
+    char = make_tokenizer("char", text)
+    char_ids = torch.tensor(char.encode(text))
+    assert characters_in_windows(char_ids, 16, char, max_windows=7) == 7 * 16
+
+
+def test_gpt_train_with_bpe_reports_the_loss_per_character(text_file, tmp_path, capsys):
+    args = [*TINY, f"--text-file={text_file}", "--max-steps=3", "--sample-length=0"]
+    train([*args, "--tokenizer=bpe", "--bpe-vocab-size=300", "--run-name=b"])
+    out = capsys.readouterr().out
+    final = [r for r in metrics(tmp_path, "b") if "final_val_loss" in r][0]
+    per_char = final["final_val_per_char"]
+    assert final["final_val_loss"] / 4 < per_char < final["final_val_loss"] / 1.5
+    assert f"val loss {per_char:.4f} nats/char" in out and "nats/token" in out

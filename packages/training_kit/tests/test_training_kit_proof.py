@@ -36,6 +36,7 @@ def launch_proof(argv: list[str]) -> None:
 
 def tiny_gpt(text_file: Path, batch_size: int = 4) -> list[str]:
     return [
+        "--tokenizer=char",
         "--optimizer=adamw",  # Muon needs whole matrices; the sharded strategies split them
         "--model.n_layer=2",
         "--model.n_head=2",

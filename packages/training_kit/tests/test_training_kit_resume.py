@@ -13,6 +13,7 @@ import pytest
 from shared.commands import run_command
 
 TINY = [
+    "--tokenizer=char",
     "--optimizer=adamw",
     "--model.n_layer=1",
     "--model.n_head=2",

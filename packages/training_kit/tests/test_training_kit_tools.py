@@ -8,6 +8,7 @@ import pytest
 from shared.commands import run_command
 
 TINY = [
+    "--tokenizer=char",
     "--model.n_layer=1",
     "--model.n_head=2",
     "--model.n_embd=32",

@@ -25,6 +25,7 @@ import torch
 
 from gpt.data import (
     TokenData,
+    characters_in_windows,
     load_training_text,
     make_tokenizer,
     sequential_windows,
@@ -246,21 +247,32 @@ def train(argv: list[str]) -> None:
             model, data.val.to(device), precision_ctx, cfg.final_eval_tokens
         )
         eval_seconds = time.perf_counter() - eval_started
-        run.log(state.step, val_loss=val_loss, final_val_loss=val_loss)
-        unit = "char" if tok.kind == "char" else "token"
-        read = task.eval_windows(data.val, cfg.final_eval_tokens) * model_cfg.block_size
+        windows = task.eval_windows(data.val, cfg.final_eval_tokens)
+        read = windows * model_cfg.block_size
+        chars = characters_in_windows(data.val, model_cfg.block_size, tok, windows)
+        per_char = val_loss * read / chars  # the measure that compares tokenizers
+        run.log(state.step, val_loss=val_loss, final_val_loss=val_loss, final_val_per_char=per_char)
         which = (
             f"all {read:,}"
             if read == task.eval_windows(data.val) * model_cfg.block_size
             else (f"{read:,} of the {len(data.val):,}")
         )
+        if tok.kind == "char":
+            loss_text = (
+                f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.3f} bits/char, "
+                f"perplexity {math.exp(val_loss):.2f})"
+            )
+        else:
+            loss_text = (
+                f"{per_char:.4f} nats/char ({per_char / math.log(2):.3f} bits/char; "
+                f"{val_loss:.4f} nats/token, {chars / read:.2f} characters per token)"
+            )
         print(
             f"after {state.step} steps ({state.elapsed:.0f}s of training + {eval_seconds:.1f}s of "
-            f"evaluation): val loss {val_loss:.4f} nats/{unit} ({val_loss / math.log(2):.3f} "
-            f"bits/{unit}, perplexity {math.exp(val_loss):.2f}) over {which} validation tokens",
+            f"evaluation): val loss {loss_text} over {which} validation tokens",
             flush=True,
         )
-        checkpoint = save(state, "final", {"val_loss": val_loss})
+        checkpoint = save(state, "final", {"val_loss": val_loss, "val_per_char": per_char})
     if stop.requested:  # the signal came during the final evaluation: its checkpoint is saved
         print(f"interrupted after the final checkpoint {checkpoint}", flush=True)
         raise SystemExit(stop.exit_code)
@@ -386,9 +398,10 @@ def evaluate(argv: list[str]) -> None:
     task = LMTask(TokenData(ids, ids), model.config, batch_size=64)
     loss = task.evaluate_text(model, ids, lambda: autocast(device, precision))
     n = sum(y.numel() for _, y in sequential_windows(ids, model.config.block_size, 64))
+    per_char = loss * n / characters_in_windows(ids.cpu(), model.config.block_size, tok)
     print(f"run: {run_folder_of(folder)} (checkpoint {folder.name}, step {meta.get('step')})")
     print(
         f"{source}: loss {loss:.4f} nats/token, perplexity {math.exp(loss):.2f}, "
-        f"{loss / math.log(2):.3f} bits/token over {n:,} tokens "
+        f"{loss / math.log(2):.3f} bits/token, {per_char:.4f} nats/char over {n:,} tokens "
         f"({len(text) / len(ids):.2f} characters per token, {precision})"
     )

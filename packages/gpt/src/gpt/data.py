@@ -149,3 +149,21 @@ def sequential_windows(ids: Tensor, block_size: int, batch_size: int, max_window
         x, y, n = x[keep], y[keep], max_windows
     for i in range(0, n, batch_size):
         yield x[i : i + batch_size], y[i : i + batch_size]
+
+
+def characters_in_windows(
+    ids: Tensor, block_size: int, tok: Tokenizer, max_windows: int = 0
+) -> int:
+    """How many characters the targets of `sequential_windows(ids, block_size, ...,
+    max_windows)` spell: what turns a loss per token into a loss per character.
+
+    Nats per character are the one measure that compares models with different tokenizers
+    (a BPE token holds about two characters of Shakespeare, a char token one). Each window's
+    targets are decoded on their own, so a character cut by a window's edge in non-ASCII text
+    counts once on each side (as U+FFFD); in ASCII text the count is exact.
+    """
+    return sum(
+        len(tok.decode(row.tolist()))
+        for _, y in sequential_windows(ids, block_size, 256, max_windows)
+        for row in y
+    )

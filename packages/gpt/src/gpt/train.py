@@ -133,9 +133,12 @@ class TrainConfig(RunOptions):
     )
     text_file: Path | None = option(None, "train on this UTF-8 file instead (first 90%: train)")
     tokenizer: Literal["char", "bpe"] = option(
-        "char", "char: one id per character; bpe: byte-level"
+        "bpe",
+        "bpe: byte-level, trained for the run (about 2.6 characters a token); char: one id each",
     )
-    bpe_vocab_size: int = option(512, "vocabulary of the BPE tokenizer (trained for the run)", ge=1)
+    bpe_vocab_size: int = option(
+        2048, "vocabulary of the BPE tokenizer (trained for the run)", ge=256
+    )
     model: ModelOptions = option(ModelOptions, "the network")
     batch_size: int = option(
         32, "windows per optimizer step (B); tokens/step = B x block_size", ge=1
