@@ -1,10 +1,10 @@
 """`uv run --package gpt train | sample | eval`: a GPT on Shakespeare in a minute and a half.
 
-    uv run --package gpt train                          # char-level, ~83 s on a 2-core CPU
-    uv run --package gpt train --tokenizer=bpe --model.variant=gpt2 --time-limit=300
+    uv run --package gpt train                          # BPE tokens, ~87 s on a 2-core CPU
+    uv run --package gpt train --tokenizer=char --model.variant=gpt2 --time-limit=300
     uv run --package gpt train --resume=RUN --max-steps=2000    # continue a run exactly
     uv run --package gpt sample --prompt="ROMEO:" --temperature=0.8 --top-k=40
-    uv run --package gpt eval                           # val loss and perplexity of the latest run
+    uv run --package gpt eval                           # val loss (per token and per character)
     uv run --package gpt eval --text-file=my.txt        # ... on any text
 
 `train` writes runs/gpt/<name>/: config.json, metrics.jsonl, loss.png, tokenizer/tokenizer.json

@@ -1,7 +1,7 @@
 """The text a language model learns from: a dataset, a tokenizer, and random windows of ids.
 
     splits, name = load_text("tinyshakespeare")          # {"train": str, "val": str}
-    tok = make_tokenizer("char", splits["train"])        # or "bpe" (byte-level, trained here)
+    tok = make_tokenizer("bpe", splits["train"])         # byte-level, trained here; or "char"
     data = TokenData.from_text(splits, tok)              # ids tokenized once: (N_train,), (N_val,)
     x, y = data.batch("train", batch_size=64, block_size=256, generator=g)   # (B, T) each
 
