@@ -32,7 +32,7 @@ def runs(tmp_path_factory, train_tiny):
     text = root / "text.txt"
     text.write_text(TEXT, encoding="utf-8")
     try:
-        train_tiny(text, "base", max_steps=30)
+        train_tiny(text, "base", max_steps=30, extra=("--model.tie_embeddings=false",))
         for split, n in (("train", 600), ("test", 40)):
             out = root / f"{split}.jsonl"
             make_chat_data(["--tasks=add,reverse", f"--n={n}", f"--split={split}", f"--out={out}"],
@@ -44,7 +44,7 @@ def runs(tmp_path_factory, train_tiny):
                                    "--lr=5e-3", "--run_name=lora"]) == 0  # fmt: skip
         assert run_command("sft", ["--stage=gpt", data, "--init=base", *SFT, "--optimizer=muon",
                                    "--run_name=muon"]) == 0  # fmt: skip
-        # LoRA on a base whose output layer is its embedding (the default before issue #19)
+        # LoRA on a base whose output layer is its embedding (gpt train's default)
         train_tiny(text, "base-tied", max_steps=30, extra=("--model.tie_embeddings=true",))
         assert run_command("sft", ["--stage=gpt", data, "--init=base-tied", *SFT,
                                    "--lora.rank=4", "--lr=5e-3",

