@@ -279,7 +279,11 @@ def train(argv: list[str]) -> None:
     run.plot_metrics(
         "loss.png",
         ["loss", "train_loss", "val_loss"],
-        title=f"{model_cfg.n_layer}x{model_cfg.n_embd} {cfg.model.variant} GPT on {dataset}",
+        title=(
+            f"{model_cfg.n_layer}x{model_cfg.n_embd} {cfg.model.variant} GPT on {dataset}\n"
+            f"{tok.kind} tokens ({tok.vocab_size:,}): loss per token; "
+            f"final val {per_char:.4f} nats/char"
+        ),
     )
     if cfg.sample_length:
         prompt = tok.encode("\n") if "\n" in splits["train"] else [0]
