@@ -87,7 +87,7 @@ class PretrainConfig(RunOptions):
     decay: Decay = option("linear", "how the rate falls after warmup")
     min_lr_ratio: float = option(0.0, "the rate's floor, as a fraction of the peak", ge=0, le=1)
     grad_clip: float = option(1.0, "clip the gradient's global norm (0: off)", ge=0)
-    val_rows: int = option(200, "packed rows held out for the validation loss", ge=1)
+    val_rows: int = option(200, "rows held out for the validation loss", ge=1)
     time_limit: float = option(300.0, "seconds of training, final evaluation included (0: none)",
                                ge=0)  # fmt: skip
     eval_interval: int = option(200, "evaluate every N steps", ge=1)
@@ -220,7 +220,7 @@ class Prepared:
 
 
 def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
-    """Text, tokenizer (trained, or the resumed run's), packed rows, the task and the config."""
+    """Text, tokenizer (trained, or the resumed run's), the rows (--rows), the task, the config."""
     if run is None:  # before the data loads: the error a tokenizer without sentinels gives
         require_sentinels(cfg.num_sentinels, spans_per_row(cfg) if cfg.rows == "packed" else 1)
     texts = load_texts(cfg)
@@ -234,14 +234,14 @@ def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
                                       cfg.tokenizer_trainer)  # fmt: skip
     rows = tokenizer.encode_batch(texts, eos=False)
     if cfg.rows == "packed":
-        packed = pack(rows, cfg.chunk_length, cfg.seed)
-        shape = f"{len(packed):,} rows of {cfg.chunk_length} tokens"
+        task_rows = pack(rows, cfg.chunk_length, cfg.seed)
+        shape = f"{len(task_rows):,} rows of {cfg.chunk_length} tokens"
     else:
-        packed = shuffled(rows, cfg.seed)
-        mean = sum(map(len, packed)) / len(packed)
-        shape = f"{len(packed):,} rows of one sentence, {mean:.1f} tokens on average"
+        task_rows = shuffled(rows, cfg.seed)
+        mean = sum(map(len, task_rows)) / len(task_rows)
+        shape = f"{len(task_rows):,} rows of one sentence, {mean:.1f} tokens on average"
     print(f"{tokenizer} from {len(texts):,} texts in {time.perf_counter() - started:.1f}s; {shape}")
-    task = SpanCorruptionTask(cfg, tokenizer, packed)
+    task = SpanCorruptionTask(cfg, tokenizer, task_rows)
     config = make_config(cfg.model, tokenizer.vocab_size)
     resume_from = None
     if run is not None:
