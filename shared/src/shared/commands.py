@@ -275,6 +275,10 @@ def export() -> None:
     sys.exit(run_command("export"))
 
 
+def exercise() -> None:
+    sys.exit(run_command("exercise"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]

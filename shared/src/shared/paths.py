@@ -43,3 +43,9 @@ def runs_dir() -> Path:
     """`$RUNS_DIR` if set, else `<repo root>/runs`."""
     env = os.environ.get("RUNS_DIR")
     return Path(env).expanduser().resolve() if env else repo_root() / "runs"
+
+
+def exercises_dir() -> Path:
+    """`$EXERCISES_DIR` if set, else `<repo root>/exercises`: the learner's code (git-ignored)."""
+    env = os.environ.get("EXERCISES_DIR")
+    return Path(env).expanduser().resolve() if env else repo_root() / "exercises"

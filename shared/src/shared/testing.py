@@ -52,3 +52,30 @@ def dataset_or_skip(name: str) -> Path:
             del os.environ["DATASETS_OFFLINE"]
         else:
             os.environ["DATASETS_OFFLINE"] = previous
+
+
+def solved_source(exercise: Any, number: int, stage: str) -> str:
+    """The skeleton `exercise start` writes, with its stub replaced by `exercise solution`'s text:
+    what a learner who pastes the solution has in the file."""
+    from shared.exercises import skeleton, solution
+
+    text = skeleton(exercise, number, stage)
+    start = text.index(f"\ndef {exercise.name}(")
+    return text[: start + 1] + solution(exercise)
+
+
+def check_source(exercise: Any, source: str, folder: Path) -> Any:
+    """Write `source` as the learner's file in `folder` and check it (a `CheckResult`)."""
+    from shared.exercises import check_file
+
+    path = folder / f"{exercise.slug}.py"
+    path.write_text(source, encoding="utf-8")
+    return check_file(exercise, path)
+
+
+def wrong_variant(exercise: Any, number: int, stage: str, old: str, new: str) -> str:
+    """The pasted solution with one deliberate mistake: `old` (which must occur) becomes `new`."""
+    source = solved_source(exercise, number, stage)
+    body = source[source.index(f"\ndef {exercise.name}(") :]
+    assert old in body, f"{old!r} is not in the solution of {stage} exercise {number}"
+    return source.replace(body, body.replace(old, new, 1))
