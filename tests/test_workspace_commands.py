@@ -20,9 +20,14 @@ import pytest
 from shared import commands
 
 ROOT = Path(__file__).resolve().parents[1]
+# `exercise` is the learner's verb (shared/learn.py), not a run with a config: tested below.
 OFFERED = sorted(
-    (stage, command) for stage, cmds in commands.available().items() for command in cmds
+    (stage, command)
+    for stage, cmds in commands.available().items()
+    for command in cmds
+    if command != "exercise"
 )
+EXERCISE_STAGES = sorted(commands.available("exercise"))
 
 
 @pytest.fixture
@@ -65,6 +70,17 @@ def test_bad_option_is_one_line_and_exit_2(stage, command, runs, capsys):
     ]
     assert out == ""
     assert not any(runs.iterdir()), "a rejected command wrote files"
+
+
+@pytest.mark.parametrize("stage", EXERCISE_STAGES)
+def test_exercise_help_and_a_bad_option(stage, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXERCISES_DIR", str(tmp_path))
+    assert dispatch("exercise", ["--stage", stage, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: uv run --package {stage} exercise")
+    assert dispatch("exercise", ["--stage", stage, "--no-such-option=1"]) == 2
+    out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert out == "" and not any(tmp_path.iterdir())
 
 
 def test_stage_commands_lists_everything(monkeypatch, capsys):

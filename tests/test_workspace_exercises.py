@@ -55,3 +55,40 @@ def test_learn_lists_every_stage_in_order(tmp_path, monkeypatch, capsys):
     stages = [line.split()[1] for line in lines[1:-1]]
     assert stages == list(STAGE_ORDER)
     assert lines[-1].startswith("next: uv run --package shared exercise start 1")
+
+
+def test_the_learners_first_exercise_through_the_real_console_scripts(tmp_path):
+    """The README's "Start here", as a new learner types it: start, a failing check, the pasted
+    solution, a passing check, and `learn` showing it. Subprocesses: only the real `uv run` shows
+    the dispatcher reading the stage from `--package`."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "EXERCISES_DIR": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [uv, "run", "--no-sync", *args], cwd=root, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+
+    started = run("--package", "micrograd", "exercise", "start", "1")
+    assert started.returncode == 0, started.stderr
+    failing = run("--package", "micrograd", "exercise", "check", "1")
+    assert failing.returncode == 1 and "not written yet" in failing.stdout
+    answer = run("--package", "micrograd", "exercise", "solution", "1").stdout
+    path = tmp_path / "micrograd" / "01_unbroadcast.py"
+    text = path.read_text()
+    path.write_text(text[: text.index("\ndef ") + 1] + answer)
+    passing = run("--package", "micrograd", "exercise", "check", "1")
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    table = run("learn")
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if " micrograd " in line)
+    assert "1 / 5" in row
