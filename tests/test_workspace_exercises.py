@@ -54,7 +54,7 @@ def test_learn_lists_every_stage_in_order(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     stages = [line.split()[1] for line in lines[1:-1]]
     assert stages == list(STAGE_ORDER)
-    assert lines[-1].startswith("next: uv run --package shared exercise start 1")
+    assert lines[-1].startswith("next: uv run --package micrograd exercise start 1")
 
 
 def test_the_learners_first_exercise_through_the_real_console_scripts(tmp_path):

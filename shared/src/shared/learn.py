@@ -205,12 +205,17 @@ def installed_exercises() -> dict[str, Sequence[Exercise]]:
 
 
 def progress_table(all_exercises: dict[str, Sequence[Exercise]], progress: dict) -> str:
-    """The table `learn` prints: a row a stage, then the next exercise to do."""
+    """The table `learn` prints: a row a stage, then the next exercise to do.
+
+    The path starts at stage 1: shared's exercises (stage 0, the plumbing) are there for the
+    curious, so "next" points at them only once every other stage is finished.
+    """
     rows = [f"{'#':>2}  {'stage':<24}{'passed':>8}  {'last check':<17}"]
-    next_step = None
+    next_steps: dict[str, str] = {}  # each unfinished stage's next command, in stage order
     for stage, exercises in all_exercises.items():
         results = progress.get(stage, {})
-        passed = sum(1 for e in exercises if results.get(e.slug, {}).get("passed"))
+        passed_slugs = {slug for slug, r in results.items() if r.get("passed")}
+        passed = sum(1 for e in exercises if e.slug in passed_slugs)
         times = [r["checked"] for r in results.values() if "checked" in r]
         last = max(times).replace("T", " ")[:16] if times else "-"
         number = STAGE_ORDER.index(stage) if stage in STAGE_ORDER else "?"
@@ -218,13 +223,12 @@ def progress_table(all_exercises: dict[str, Sequence[Exercise]], progress: dict)
         rows.append(
             f"{number:>2}  {stage:<24}{f'{passed} / {len(exercises)}':>8}  {last:<17} {done}"
         )
-        if next_step is None and not done:
-            for i, e in enumerate(exercises, 1):
-                if not results.get(e.slug, {}).get("passed"):
-                    verb = "check" if exercise_file(stage, i, e).is_file() else "start"
-                    next_step = f"next: uv run --package {stage} exercise {verb} {i}   ({e.title})"
-                    break
-    rows.append(next_step or "every stage is finished")
+        if not done:
+            i, e = next((i, e) for i, e in enumerate(exercises, 1) if e.slug not in passed_slugs)
+            verb = "check" if exercise_file(stage, i, e).is_file() else "start"
+            next_steps[stage] = f"next: uv run --package {stage} exercise {verb} {i}   ({e.title})"
+    walk = [s for s in next_steps if s != "shared"] + [s for s in next_steps if s == "shared"]
+    rows.append(next_steps[walk[0]] if walk else "every stage is finished")
     return "\n".join(rows)
 
 
