@@ -106,7 +106,7 @@ def write_classification_report(
 
 
 def plot_curves(run: Run, metric: str) -> None:
-    """loss.png, <metric>.png, lr.png and norms.png from metrics.jsonl."""
+    """loss.png, <metric>.png, lr.png, grad_norm.png and weight_norm.png from metrics.jsonl."""
     run.plot_metrics(
         "loss.png", ["loss", "loss_smooth"], title="training loss per optimizer step", logy=True
     )
