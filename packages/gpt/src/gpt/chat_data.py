@@ -107,7 +107,7 @@ def addition_with_working(a: int, b: int) -> str:
         478 + 356  ->  "8+6=14, 7+5+1=13, 4+3+1=8, so 834"
 
     A model that must write 834 at once has to settle the carries before its first digit, a
-    look-ahead a small model learns slowly (README). Written out, every step is one digit
+    look-ahead a small model learns slowly (docs/chat.md). Written out, every step is one digit
     fact plus a carry, and the result is the last digits of the sums read backwards: two
     things a small model learns quickly (the scratchpad of Nye et al., 2021).
     """

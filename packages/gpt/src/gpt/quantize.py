@@ -20,7 +20,7 @@ stay float) and differ in how they multiply:
 - `dynamic-int8`: also quantizes each batch of activations (one scale per tensor, chosen at run
   time, hence "dynamic") and multiplies int8 by int8 into int32 with fbgemm's kernels. This is
   PyTorch's `torch.ao.nn.quantized.dynamic.Linear`, built from the same q and scales. torch.ao's
-  quantization is deprecated in favour of torchao; see the README for why this still uses it.
+  quantization is deprecated in favour of torchao; see docs/deploy.md for why this still uses it.
 
 The embedding and the output layer stay float: tied, they are one matrix; tied or not, the
 output layer's logits are what sampling reads, where errors show most.

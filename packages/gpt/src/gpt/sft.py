@@ -263,7 +263,7 @@ def run_sft(cfg: SFTConfig) -> Path:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
-                               muon_momentum=0.95,  # as the README's SFT rows were measured
+                               muon_momentum=0.95,  # as docs/chat.md's SFT rows were measured
                                weight_decay=cfg.weight_decay)  # fmt: skip
         optimizer = make_optimizer(model, base_cfg)
     else:

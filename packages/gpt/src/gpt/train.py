@@ -30,14 +30,15 @@ happens to point along. Muon (Keller Jordan, 2024; `gpt.muon`) takes the momentu
 matrix's gradient and replaces it by the nearest orthogonal matrix (five Newton-Schulz
 iterations, a handful of small matmuls, in bf16 only where bf16 is native): every direction
 of the update moves at the same rate. At equal steps on the default model it reaches 1.60
-where AdamW reaches 1.73 (README). Embeddings, the output layer, and the norm gains are not
-such matrices (a row per token, or a vector); AdamW keeps training them.
+where AdamW reaches 1.73 (docs/measurements.md). Embeddings, the output layer and the norm
+gains are not such matrices (a row per token, or a vector); AdamW keeps training them.
 
 Why these defaults (BPE tokens, momentum 0.9, an output layer tied to the embedding with weight
-decay 0.3, linear decay to zero): equal-step sweeps on a 2-core CPU (README, issue #19) found
-each better than the alternatives. BPE gives each step about 2.6 characters a token instead of
-one; the model then reads the 1M-character text about four times in 80 s, and the decay on the
-one shared matrix holds back that overfitting better than two untied ones without.
+decay 0.3, linear decay to zero): equal-step sweeps on a 2-core CPU (docs/measurements.md,
+issue #19) found each better than the alternatives. BPE gives each step about 2.6 characters a
+token instead of one; the model then reads the 1M-character text about four times in 80 s, and
+the decay on the one shared matrix holds back that overfitting better than two untied ones
+without.
 
 Why weight decay on the matrices only: biases and norm gains are not the weights that overfit
 by growing (as in the transformer stage's loop). With Muon that leaves the embedding (and an
