@@ -252,8 +252,10 @@ def first_difference(expected: Any, got: Any, where: str, rtol: float, atol: flo
             return None
         index = tuple(int(i) for i in np.argwhere(~same)[0])
         n_bad = int((~same).sum())
+        if not index:  # a 0-d array: one number
+            return f"{where}: expected {_fmt(exp_array[()])}, got {_fmt(got_array[()])}"
         return (
-            f"{where} at [{', '.join(map(str, index))}] (shape {exp_array.shape}, "
+            f"{where}, element [{', '.join(map(str, index))}] (shape {exp_array.shape}, "
             f"{n_bad} of {same.size} elements differ): expected {_fmt(exp_array[index])}, "
             f"got {_fmt(got_array[index])}"
         )
@@ -269,12 +271,20 @@ def first_difference(expected: Any, got: Any, where: str, rtol: float, atol: flo
     if isinstance(expected, list | tuple):
         if not isinstance(got, list | tuple):
             return f"{where}: expected a {type(expected).__name__}, got {type(got).__name__}"
-        if len(expected) != len(got):
-            return f"{where}: expected {len(expected)} items, got {len(got)}"
-        for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        for i, (e, g) in enumerate(zip(expected, got, strict=False)):
             found = first_difference(e, g, f"{where}[{i}]", rtol, atol)
             if found:
+                if len(expected) != len(got):
+                    found += f" (and {len(expected)} items expected, {len(got)} got)"
                 return found
+        if len(expected) != len(got):  # one is the other's beginning: name the first extra item
+            n = min(len(expected), len(got))
+            extra = (
+                f"expected {_fmt(expected[n])}, got nothing"
+                if len(expected) > n
+                else (f"expected nothing, got {_fmt(got[n])}")
+            )
+            return f"{where}[{n}]: {extra} ({len(expected)} items expected, {len(got)} got)"
         return None
     if isinstance(expected, float) and isinstance(got, int | float | np.number):
         if math.isclose(float(got), expected, rel_tol=rtol, abs_tol=atol) or (
