@@ -127,9 +127,10 @@ Sum `g` down to `shape`, undoing numpy broadcasting.
 g: the gradient of an op's output, e.g. (2, 3, 4); shape: an input's shape, e.g. (3, 1).
 Returns an array of `shape`. Broadcasting added leading axes (here 1: the 2) and stretched
 axes of size 1 (here the last: 1 -> 4); each copy fed the output, so sum over both.""",
-        hint="""Two kinds of axes to sum over: the extra leading axes g has (g.ndim - len(shape) of
-them: sum them away), then the axes where shape has 1 but g does not (sum with keepdims=True).
-If g already has the shape, return it unchanged.""",
+        hint="""Sum away g's extra leading axes, then the axes that were stretched from 1.
+There are g.ndim - len(shape) extra leading axes; the stretched ones are the axes where
+shape has 1 but g does not: sum those with keepdims=True. A g of the right shape is returned
+as it is.""",
     ),
     Exercise(
         slug="mul",
@@ -146,9 +147,9 @@ Returns a Tensor made by `_make(data, parents, backward, "mul")`, where `backwar
 the output's gradient g (the output's shape) to one gradient per parent, each in that
 parent's shape (`_unbroadcast`), or None for a parent that does not require a gradient.
 A Python number `other` is a constant: the only parent is self.""",
-        hint="""d(a*b)/da = b and d(a*b)/db = a, so the gradients are g * b and g * a, each summed
-back to its input's shape with _unbroadcast(..., a.shape). Capture the numpy arrays a, b in the
-closure, not the tensors.""",
+        hint="""The gradients are g * b for a and g * a for b, each summed to its input's shape.
+d(a*b)/da = b and d(a*b)/db = a; `_unbroadcast(g * b, a.shape)` does the summing. Capture
+the numpy arrays a, b in the closure, not the tensors.""",
     ),
     Exercise(
         slug="pow",
@@ -163,8 +164,8 @@ self ** exponent, elementwise; the output has self's shape.
 
 For a Python number exponent p: backward(g) returns (g * d(x^p)/dx,), one gradient for the one
 parent. A tensor exponent goes to `_power` (already written for you in tensor.py).""",
-        hint="""d(x^p)/dx = p * x^(p-1); multiply it by g. Keep the call to `_power` for the
-tensor-exponent branch (the check only uses number exponents).""",
+        hint="""d(x^p)/dx = p * x^(p-1): the gradient is g times that.
+Keep the call to `_power` for the tensor-exponent branch (the check uses number exponents).""",
         rtol=1e-6,
     ),
     Exercise(
@@ -182,10 +183,10 @@ backward(g), g: (..., n, m) -> (dA, dB) with dA = g @ B^T in A's shape (..., n, 
 dB = A^T @ g in B's shape (..., k, m); sum over broadcast batch axes (`_unbroadcast`).
 A 1-D left operand is a row (1, k), a 1-D right operand a column (k, 1), that axis removed
 from the output: put it back in g before the products.""",
-        hint="""Start with 2-D: dA = g @ b.T and dB = a.T @ g (check the shapes: (n, m) @ (m, k) is
-(n, k)). Then batches: np.swapaxes(x, -1, -2) is the transpose of the last two axes, and
-_unbroadcast sums the batch axes an operand was broadcast along. Then vectors: a[None, :] and
-b[:, None], g with np.expand_dims, and .reshape back to the vector's shape.""",
+        hint="""In 2-D, dA = g @ b.T and dB = a.T @ g; then batches, then vectors.
+Check the shapes: (n, m) @ (m, k) is (n, k). Batches: np.swapaxes(x, -1, -2) transposes the
+last two axes, and _unbroadcast sums the batch axes an operand was broadcast along. Vectors:
+a[None, :] and b[:, None], g with np.expand_dims, and .reshape back to the vector's shape.""",
     ),
     Exercise(
         slug="sum",
@@ -201,8 +202,8 @@ Sum over `axis` (None: all axes; an int or a tuple of ints, negatives allowed).
 x (2, 3, 4).sum(axis=1) is (2, 4); with keepdims=True it is (2, 1, 4). backward(g) gets g in
 the output's shape and returns (gradient of x,), shaped like x: every summed element gets the
 gradient of the sum it fed.""",
-        hint="""Without keepdims, first put the summed axes back as size 1 (np.expand_dims(g, axis)
-takes an int or a tuple), then broadcast to x's shape (_expand(g, shape)).""",
+        hint="""Put the summed axes back as size 1 (unless keepdims), then broadcast g to x's shape.
+np.expand_dims(g, axis) takes an int or a tuple; _expand(g, shape) broadcasts to a fresh array.""",
     ),
 ]
 
