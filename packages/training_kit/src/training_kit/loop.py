@@ -85,6 +85,24 @@ def anyone(flag: bool) -> bool:
     return all_sum([float(flag)])[0] > 0
 
 
+def average_gradients(model: torch.nn.Module) -> None:
+    """What DDP does after each backward, written by hand: every parameter's gradient becomes
+    its mean over the processes (an all-reduce of the sum, then a division by their number).
+
+    Called on every process after `loss.backward()` on its own shard of the batch, it leaves
+    the same gradient everywhere, so the same optimizer step keeps the copies of the weights
+    equal. The loop leaves this to the engine: DDP does it in buckets of parameters while the
+    backward is still running, ZeRO-2 and FSDP reduce-scatter instead (each process keeps the
+    1/N it updates). The exercise checks this function against DDP's gradients on 2 processes.
+    A frozen parameter has no gradient on any process: it is left alone.
+    """
+    world_size = dist.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)  # the sum over every process, in place
+            p.grad /= world_size
+
+
 @dataclass
 class LoopState:
     step: int = 0
