@@ -92,3 +92,19 @@ def test_the_learners_first_exercise_through_the_real_console_scripts(tmp_path):
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if " micrograd " in line)
     assert "1 / 5" in row
+
+
+@pytest.mark.parametrize("stage", list(ALL))
+def test_each_guide_lists_its_checked_exercises(stage):
+    """The guide's table of checked exercises says what `exercise list` says, in its order."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    guide = root / ("shared" if stage == "shared" else f"packages/{stage}") / "README.md"
+    section = guide.read_text(encoding="utf-8").split("## Exercises\n", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    expected = [
+        f"| {n} | {e.title} | `{e.reference.__module__}.{e.reference.__qualname__}` |"
+        for n, e in enumerate(ALL[stage], 1)
+    ]
+    assert rows[: len(expected)] == expected, f"update the table under {guide}'s ## Exercises"
