@@ -252,8 +252,16 @@ def apply(root: Path, plan: Plan) -> str:
     return git(root, "rev-parse", "--short", "HEAD").strip()
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad command line is one line on stderr and exit 2, like every refusal of this tool."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="release_stage.py",
         description="Release one stage: run its tests, bump its version, move its changelog's "
         "Unreleased entries under the new version and today's date, commit, and tag "

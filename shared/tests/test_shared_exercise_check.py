@@ -76,3 +76,36 @@ def test_the_solution_is_the_reference_source_and_the_skeleton_its_signature():
     text = skeleton(SQUARE, 1, "demo")
     assert "uv run --package demo exercise check 1" in text
     assert '"""x (n,) -> x**2 (n,)."""' in text and "return x * x" not in text
+
+
+def test_dtype_and_kind_must_match_and_a_number_is_not_an_array():
+    import torch
+
+    mask = torch.tensor([[True, False], [True, True]])
+    assert first_difference(mask, mask.float(), "output", 0, 0) == (
+        "output: expected dtype torch.bool, got dtype torch.float32"
+    )
+    assert first_difference(np.zeros(2, np.float32), np.zeros(2), "output", 0, 0) == (
+        "output: expected dtype float32, got dtype float64"
+    )
+    assert first_difference(torch.zeros(2), np.zeros(2, np.float32), "output", 0, 0) == (
+        "output: expected a torch tensor, got a numpy array"
+    )
+    assert first_difference(1.5, np.array([1.5, 1.5]), "output", 0, 0) == (
+        "output: expected 1.5, got an array of shape (2,)"
+    )
+    assert first_difference(3, torch.tensor([3, 3]), "output", 0, 0) == (
+        "output: expected 3, got an array of shape (2,)"
+    )
+
+
+def test_an_edit_within_the_same_second_is_what_runs(tmp_path):
+    """The learner's file is compiled from its text each time, never from a stale __pycache__."""
+    from shared.exercises import check_file
+
+    path = tmp_path / "square.py"
+    path.write_text("def square(x):\n    return x + x\n")  # same size as the right answer
+    assert not check_file(SQUARE, path).passed
+    path.write_text("def square(x):\n    return x * x\n")
+    assert check_file(SQUARE, path).passed
+    assert not (tmp_path / "__pycache__").exists()

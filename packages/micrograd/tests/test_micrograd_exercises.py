@@ -51,6 +51,13 @@ def test_the_command_starts_checks_records_and_resets(tmp_path, monkeypatch, cap
     assert exercise(["reset", "2"]) == 0
     assert "raise NotImplementedError" in path.read_text()
     assert len(list(path.parent.glob("02_mul.py.*.bak"))) == 1  # the learner's version is kept
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert "mul" not in progress["stages"]["micrograd"]  # the old verdict is gone with the code
+    path.write_text("# a second attempt\n")
+    assert exercise(["reset", "2"]) == 0  # within the same second: a second backup, not over it
+    assert exercise(["reset", "2"]) == 0  # an untouched skeleton needs no backup
+    backups = sorted(p.read_text() for p in path.parent.glob("02_mul.py.*.bak"))
+    assert len(backups) == 2 and "# a second attempt\n" in backups
 
 
 def test_a_learner_exception_is_shown_at_the_learners_line(tmp_path):

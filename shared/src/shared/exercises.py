@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import ast
 import copy
-import importlib.util
 import inspect
 import math
 import random
 import sys
 import textwrap
 import traceback
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,13 +161,14 @@ def solution(exercise: Exercise) -> str:
 def load_function(path: Path, name: str) -> Callable[..., Any]:
     """Import the learner's file afresh and return its function `name`."""
     module_name = f"_exercise_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise LearnerCodeError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
     sys.modules[module_name] = module  # a dataclass in the learner's file looks itself up here
     try:
-        spec.loader.exec_module(module)
+        # Compiled from the text every time, never from a __pycache__ beside the learner's file:
+        # an edit saved within the second of the last check would otherwise run the old code.
+        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        exec(code, module.__dict__)
     except SyntaxError as error:
         raise LearnerCodeError(
             f"{path}:{error.lineno}: syntax error: {error.msg}\n    {(error.text or '').strip()}"
@@ -234,8 +235,23 @@ def _fmt(x: Any) -> str:
     return repr(x.item() if isinstance(x, np.generic) else x)
 
 
+def _array_kind(value: Any) -> tuple[str, str]:
+    """('a torch tensor', 'torch.bool'), ('a numpy array', 'float32') or ('a Tensor', 'float64')."""
+    if isinstance(value, np.ndarray):
+        return "a numpy array", str(value.dtype)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.is_tensor(value):
+        return "a torch tensor", str(value.dtype)
+    return f"a {type(value).__name__}", str(value.data.dtype)
+
+
 def first_difference(expected: Any, got: Any, where: str, rtol: float, atol: float) -> str | None:
-    """None when `got` matches `expected`; else one line naming the first element that differs."""
+    """None when `got` matches `expected`; else one line naming the first element that differs.
+
+    Arrays must match in kind and dtype too: a float 0/1 mask where a bool mask is expected is
+    added to attention scores instead of masking them, and float64 where float32 is expected
+    doubles the memory of everything after it.
+    """
     exp_array, got_array = _as_array(expected), _as_array(got)
     if exp_array is not None:
         if got_array is None:
@@ -244,6 +260,11 @@ def first_difference(expected: Any, got: Any, where: str, rtol: float, atol: flo
             )
         if exp_array.shape != got_array.shape:
             return f"{where}: expected shape {exp_array.shape}, got shape {got_array.shape}"
+        (exp_kind, exp_dtype), (got_kind, got_dtype) = _array_kind(expected), _array_kind(got)
+        if exp_kind != got_kind:
+            return f"{where}: expected {exp_kind}, got {got_kind}"
+        if exp_dtype != got_dtype:
+            return f"{where}: expected dtype {exp_dtype}, got dtype {got_dtype}"
         if exp_array.dtype.kind in "biu" or got_array.dtype.kind in "biu":
             same = exp_array == got_array
         else:
@@ -286,6 +307,8 @@ def first_difference(expected: Any, got: Any, where: str, rtol: float, atol: flo
             )
             return f"{where}[{n}]: {extra} ({len(expected)} items expected, {len(got)} got)"
         return None
+    if got_array is not None:
+        return f"{where}: expected {_fmt(expected)}, got an array of shape {got_array.shape}"
     if isinstance(expected, float) and isinstance(got, int | float | np.number):
         if math.isclose(float(got), expected, rel_tol=rtol, abs_tol=atol) or (
             math.isnan(expected) and math.isnan(float(got))

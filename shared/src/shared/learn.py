@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -77,6 +78,31 @@ def record(stage: str, slug: str, passed: bool) -> None:
 # The exercise verb
 
 
+def forget(stage: str, slug: str) -> None:
+    """Drop one exercise's result (after `reset`, the old verdict no longer describes the file)."""
+    stages = load_progress()
+    if stages.get(stage, {}).pop(slug, None) is not None:
+        write_text_atomic(progress_path(), json.dumps({"stages": stages}, indent=2) + "\n")
+
+
+def _write_learner_file(path: Path, text: str) -> None:
+    """Atomically, and readable like any file the learner makes (mkstemp's would be 0600)."""
+    write_text_atomic(path, text)
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+
+
+def _free_backup_name(path: Path) -> Path:
+    """`01_mul.py.<time>.bak`, with a counter if two resets fall in one second: never overwrite."""
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    for n in range(1000):
+        backup = path.with_name(f"{path.name}.{stamp}{f'-{n}' if n else ''}.bak")
+        if not backup.exists():
+            return backup
+    raise UsageError(f"too many backups of {path} this second; try again")
+
+
 def exercise_file(stage: str, number: int, exercise: Exercise) -> Path:
     return exercises_dir() / stage / f"{number:02d}_{exercise.slug}.py"
 
@@ -92,7 +118,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}; see `exercise --help`")
+        raise UsageError(f"{message}; see `{self.prog} --help`")
 
 
 def _parser(stage: str) -> argparse.ArgumentParser:
@@ -156,8 +182,8 @@ def exercise_command(stage: str, exercises: Sequence[Exercise], argv: list[str])
                 failed += 1
                 continue
             result = check_file(exercise, path)
+            print("  " + result.message.replace("\n", "\n  "), flush=True)
             record(stage, exercise.slug, result.passed)
-            print("  " + result.message.replace("\n", "\n  "))
             failed += not result.passed
         if len(chosen) > 1:
             print(f"{len(chosen) - failed} of {len(chosen)} passed")
@@ -175,15 +201,17 @@ def exercise_command(stage: str, exercises: Sequence[Exercise], argv: list[str])
                 f"{_relative(path)} exists already: edit it, or `{command} reset {args.number}` "
                 "to start again from the skeleton"
             )
-        write_text_atomic(path, skeleton(exercise, args.number, stage))
+        _write_learner_file(path, skeleton(exercise, args.number, stage))
         print(f"wrote {_relative(path)}: write `{exercise.name}` there, then run")
         print(f"  {command} check {args.number}")
     elif args.verb == "reset":
-        if path.exists():
-            backup = path.with_name(f"{path.name}.{datetime.now():%Y%m%d-%H%M%S}.bak")
+        text = skeleton(exercise, args.number, stage)
+        if path.exists() and path.read_text(encoding="utf-8") != text:
+            backup = _free_backup_name(path)
             path.replace(backup)
             print(f"kept your version as {_relative(backup)}")
-        write_text_atomic(path, skeleton(exercise, args.number, stage))
+        _write_learner_file(path, text)
+        forget(stage, exercise.slug)
         print(f"wrote the skeleton to {_relative(path)}")
     return 0
 
