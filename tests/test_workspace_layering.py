@@ -3,7 +3,9 @@
 - each member imports only the standard library, itself, `shared`, the earlier stages it
   declares, and the third-party packages it declares (an optional extra counts only for
   imports inside functions, which is how `shared` uses torch);
-- the stages a member declares are allowed by the stage order (ARCHITECTURE.md);
+- the stages a member declares are allowed by the stage order (ARCHITECTURE.md), and its code
+  imports each of them (the other way round);
+- training_kit declares, in its dev group, the stages whose tasks its tests train;
 - `shared` imports torch only inside functions, and the numpy-only stages' runtime dependency
   closure (from uv.lock) contains no torch;
 - no two members declare one console-script name for different targets;
@@ -41,6 +43,17 @@ STAGE_ORDER: dict[str, set[str]] = {
 STAGE_ORDER["training_kit"] = set(STAGE_ORDER)
 
 NUMPY_ONLY = ["shared", "micrograd"]  # their runtime closure must not contain torch
+
+# member -> {declared stage its src never imports: why it is still declared}. Each entry is a
+# question still open, not a rule: remove it once the declaration is dropped (or imported).
+UNUSED_STAGES_KNOWN: dict[str, dict[str, str]] = {
+    "bert": {
+        "attention": "reached only through transformer; declared as the stage order's full row",
+        "seq_models": "reached only through transformer; declared as the stage order's full row",
+    },
+    "t5": {"seq_models": "reached only through transformer; declared as the full row"},
+    "transformer": {"seq_models": "reached only through attention; declared as the full row"},
+}
 
 
 def _normalize(name: str) -> str:
@@ -110,6 +123,28 @@ def test_declared_stages_follow_the_stage_order(member):
     workspace_deps = _declared(MEMBERS[member]) & set(MEMBERS)
     illegal = workspace_deps - STAGE_ORDER[member]
     assert not illegal, f"{member} declares later or unrelated stages {sorted(illegal)}"
+
+
+def _imported_anywhere(folder: Path) -> set[str]:
+    """Top-level modules a member's src imports, at module level or inside functions."""
+    return {module for path in (folder / "src").rglob("*.py") for module, _, _ in _imports(path)}
+
+
+@pytest.mark.parametrize("member", sorted(MEMBERS))
+def test_declared_stages_are_imported(member):
+    """A declared stage the code never imports is a dependency nobody needs at run time.
+
+    (A member's entry points name its own modules, so they add no stage to this.)
+    """
+    declared = (_declared(MEMBERS[member]) & set(MEMBERS)) - {member}
+    unused = declared - _imported_anywhere(MEMBERS[member])
+    known = UNUSED_STAGES_KNOWN.get(member, {})
+    assert unused <= set(known), (
+        f"{member} declares stages its src never imports: {sorted(unused - set(known))} "
+        "(move them to the dev group if only the tests need them)"
+    )
+    stale = set(known) - unused
+    assert not stale, f"remove {sorted(stale)} from UNUSED_STAGES_KNOWN[{member!r}]"
 
 
 @pytest.mark.parametrize("member", sorted(MEMBERS))
@@ -237,3 +272,59 @@ def test_member_has_guide_and_collected_tests(member):
     assert any(_requirement_name(r) == "pytest" for r in dev.get("dev", [])), (
         f"{member} must list pytest in its dev group"
     )
+
+
+def _task_owners() -> dict[str, str]:
+    """Task name -> the member that offers it as a `shared.tasks` entry point."""
+    return {
+        task: member
+        for member, folder in MEMBERS.items()
+        for task in _project(folder).get("entry-points", {}).get("shared.tasks", {})
+    }
+
+
+def _stages_the_tests_use(tests: Path, owners: dict[str, str]) -> dict[str, set[str]]:
+    """Member -> the test files that run one of its tasks or import it.
+
+    A task counts when a string in a test names it: `"gpt"`, `load_training_task("gpt")`,
+    `"--task=gpt"`, `["--task", "gpt"]` or `"--task gpt ..."` inside a longer command line.
+    """
+    used: dict[str, set[str]] = {}
+    for path in sorted(tests.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        strings = [
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        ]
+        named = {s for s in strings if s in owners}
+        named |= {m for s in strings for m in re.findall(r"--task[= ]([\w.-]+)", s)}
+        stages = {owners[task] for task in named if task in owners}
+        stages |= {module for module, _, _ in _imports(path) if module in MEMBERS}
+        for stage in stages:
+            used.setdefault(stage, set()).add(path.name)
+    return used
+
+
+def test_training_kit_declares_the_stages_its_tests_train():
+    """The kit finds tasks through installed entry points, so its code names no stage; its tests
+    do, and a dependency group is where a member says what only its tests need."""
+    folder = MEMBERS["training_kit"]
+    config = tomllib.loads((folder / "pyproject.toml").read_text())
+    dev = {
+        _requirement_name(r)
+        for r in config.get("dependency-groups", {}).get("dev", [])
+        if isinstance(r, str)
+    }
+    runtime = _declared(folder) & _imported_anywhere(folder)
+    used = _stages_the_tests_use(folder / "tests", _task_owners())
+    assert {"gpt", "seq_models"} <= set(used), f"the tests' tasks were not read: {used}"
+    missing = [
+        f"{stage} (used by {', '.join(sorted(files))})"
+        for stage, files in sorted(used.items())
+        if stage not in dev | runtime | {"training_kit", "shared"}
+    ]
+    assert not missing, "add to training_kit's [dependency-groups].dev:\n" + "\n".join(missing)
+    sources = config.get("tool", {}).get("uv", {}).get("sources", {})
+    unsourced = sorted(s for s in dev & set(MEMBERS) if not sources.get(s, {}).get("workspace"))
+    assert not unsourced, f"give {unsourced} `{{ workspace = true }}` in [tool.uv.sources]"
