@@ -1,6 +1,6 @@
 """Decoding speed of int8 models: float against `int8-weight-only` and `dynamic-int8`.
 
-The same weights three ways (`gpt.quantize.quantize_model` on copies of one float model), each
+The same weights three ways (`gpt.deploy.int8.quantize_model` on copies of one float model), each
 decoding `--new` tokens greedily with the KV cache at batch 1 and batch 16. Rounds are
 interleaved; the table gives tokens/s (batch x new tokens over the median round) and time over
 the float model's. Checkpoint sizes and validation losses come from the commands themselves
@@ -30,11 +30,11 @@ def main() -> None:
     import torch
 
     from gpt import GPT, GPTConfig, generate
-    from gpt.quantize import quantize_model
+    from gpt.deploy.int8 import quantize_model
 
     warnings.filterwarnings("ignore", category=UserWarning)  # torch.ao's deprecation notices
     if args.run:
-        from gpt.cli import load_run_model
+        from gpt.runs import load_run_model
 
         model, _, _, _ = load_run_model(args.run, torch.device("cpu"))
         label = args.run

@@ -25,11 +25,11 @@ def main() -> None:
 
     import torch
 
-    from gpt.chat import Message, chat_tokenizer, encode_conversation, grow_vocabulary
-    from gpt.chat_data import make_rows, shakespeare
-    from gpt.cli import load_run_model
-    from gpt.lora import LoRAConfig, apply_lora
-    from gpt.sft import SFTTask, train_new_token_rows
+    from gpt.chat.data import make_rows, shakespeare
+    from gpt.chat.format import Message, chat_tokenizer, encode_conversation, grow_vocabulary
+    from gpt.chat.lora import LoRAConfig, apply_lora
+    from gpt.chat.sft import SFTTask, train_new_token_rows
+    from gpt.runs import load_run_model
     from shared.device import autocast, bf16_verdict
 
     base, tok, _, folder = load_run_model(args.run, torch.device("cpu"))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gpt import GPT, GPTConfig
-from gpt.chat import (
+from gpt.chat.data import addition_with_working, held_out, make_rows, sources
+from gpt.chat.format import (
     END,
     Message,
     chat_tokenizer,
@@ -18,7 +19,6 @@ from gpt.chat import (
     read_conversations,
     render,
 )
-from gpt.chat_data import addition_with_working, held_out, make_rows, sources
 from gpt.model import lm_loss
 from shared.errors import UsageError
 from tokenizers_fromscratch import CharTokenizer
@@ -136,7 +136,7 @@ def test_working_rows_end_in_the_sum_and_never_say_result_only():
 
 
 def test_packed_and_padded_batches_mark_the_same_kind_of_targets():
-    from gpt.sft import SFTTask
+    from gpt.chat.sft import SFTTask
 
     tok = chat_tok()
     example = encode_conversation(tok, CONVERSATION)
@@ -154,7 +154,7 @@ def test_packed_and_padded_batches_mark_the_same_kind_of_targets():
 def test_a_long_chat_drops_its_oldest_turns_and_says_so():
     import io
 
-    from gpt.chat_cli import Chat, ChatConfig
+    from gpt.chat.cli import Chat, ChatConfig
 
     tok = chat_tok()
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from gpt.chat_data import make_chat_data
+from gpt.chat.data import make_chat_data
 from shared.commands import run_command
 
 WORDS = "castle meadow silver forest candle winter garden thunder harbour lantern"

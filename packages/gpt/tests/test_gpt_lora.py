@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from gpt import GPT, GPTConfig
-from gpt.hf import from_hf
-from gpt.lora import (
+from gpt.chat.lora import (
     LoRAConfig,
     LoRALinear,
     apply_lora,
@@ -16,6 +15,7 @@ from gpt.lora import (
     plain_state_dict,
     unmerge_lora,
 )
+from gpt.hf import from_hf
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")

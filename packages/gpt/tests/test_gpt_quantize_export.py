@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gpt.deploy.int8 import Int8Linear, absmax_int8, quantize_model
 from gpt.model import GPT, GPTConfig
-from gpt.quantize import Int8Linear, absmax_int8, quantize_model
 from shared.commands import run_command
 
 TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind\n" * 40
@@ -89,8 +89,8 @@ def test_export_writes_a_model_that_runs_without_ours(runs, fmt, suffix, monkeyp
     assert run_command("export", ["--stage=gpt", "--run=float", f"--format={fmt}",
                                   f"--out={out}"]) == 0  # fmt: skip
     assert "20 greedy tokens identical" in capsys.readouterr().out
-    from gpt.cli import load_run_model
-    from gpt.export import loader
+    from gpt.deploy.export import loader
+    from gpt.runs import load_run_model
 
     model, _, _, _ = load_run_model("float", torch.device("cpu"))
     ids = torch.randint(0, model.config.vocab_size, (5, 23))  # a shape it was not exported with

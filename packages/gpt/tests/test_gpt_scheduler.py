@@ -13,8 +13,8 @@ import torch
 
 from gpt.generate import generate
 from gpt.model import GPT, GPTConfig
-from gpt.scheduler import Request, Sampling, Scheduler, held_back
-from gpt.slot_cache import SlotCache
+from gpt.serve.scheduler import Request, Sampling, Scheduler, held_back
+from gpt.serve.slot_cache import SlotCache
 
 
 def tiny(pos: str) -> GPT:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt.chat import END, Message, render
-from gpt.chat_data import make_chat_data
+from gpt.chat.data import make_chat_data
+from gpt.chat.format import END, Message, render
 from gpt.generate import generate
 from shared.commands import run_command
 
@@ -127,7 +127,7 @@ def test_the_openai_client_chats_completes_and_streams(server):
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage.completion_tokens <= 12 and reply.usage.prompt_tokens > 10
     # The same greedy reply as decoding the run in this process, alone:
-    from gpt.cli import load_run_model
+    from gpt.runs import load_run_model
 
     os.environ["RUNS_DIR"] = str(runs)
     try:

@@ -143,7 +143,7 @@ def test_a_killed_worker_stops_the_run_with_a_clear_error_and_a_usable_checkpoin
     assert "last complete checkpoint: " in last
     checkpoint = Path(last.split("last complete checkpoint: ")[1])
 
-    from gpt.cli import load_run_model
+    from gpt.runs import load_run_model
 
     model, _, meta, _ = load_run_model(str(checkpoint), device=__import__("torch").device("cpu"))
     assert meta["step"] % 5 == 0 and meta["step"] > 0

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -32,7 +32,7 @@ from gpt.data import (
     tokenizer_reference,
 )
 from gpt.generate import TextStreamer, generate
-from gpt.model import GPT, GPTConfig
+from gpt.runs import STAGE, check_compatible, load_run_model, run_folder_of
 from gpt.train import LMTask, TrainConfig, make_optimizer, train_loop
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_to_dict, option, parse_config
@@ -46,72 +46,9 @@ from shared.fit import FitState
 from shared.runs import Run, find_checkpoint
 from shared.seeding import rng_state, seed_everything, set_rng_state
 from shared.training import StopSignals, setup
-from tokenizers_fromscratch import Tokenizer, load_tokenizer
-
-STAGE = "gpt"
+from tokenizers_fromscratch import load_tokenizer
 
 __all__ = ["EvalConfig", "SampleConfig", "TrainConfig", "evaluate", "sample", "train"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints of a run
-
-
-def run_folder_of(checkpoint: Path) -> Path:
-    return checkpoint.parent.parent  # runs/gpt/<name>/checkpoints/<checkpoint>
-
-
-def comparable(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The fields that decide the weights (not which attention kernel computes them)."""
-    return {k: v for k, v in model_cfg.items() if k != "fused_attention"}
-
-
-def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Path) -> None:
-    """Refuse a checkpoint made with another model config or tokenizer, naming the difference."""
-    saved_tok, ours_tok = meta.get("tokenizer", {}), tokenizer_reference(tok)
-    if saved_tok != ours_tok:
-        raise CheckpointError(
-            f"checkpoint {where} was trained with tokenizer {saved_tok}, not {ours_tok}; "
-            f"use the tokenizer saved with its run (and the same --tokenizer)"
-        )
-    saved, ours = comparable(meta.get("model", {})), comparable(asdict(model_cfg))
-    diff = [
-        f"{k}={saved.get(k)!r} (asked: {ours.get(k)!r})" for k in ours if saved.get(k) != ours[k]
-    ]
-    if diff:
-        raise CheckpointError(
-            f"checkpoint {where} has another model config: {', '.join(diff[:3])}; "
-            f"resume with the run's own --model options"
-        )
-
-
-def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenizer, dict, Path]:
-    """The model, tokenizer and meta of a run's latest checkpoint, each checked against the rest."""
-    folder = find_checkpoint(STAGE, ref)
-    meta = read_meta(folder)
-    tok_dir = run_folder_of(folder) / "tokenizer"
-    tok = load_tokenizer(tok_dir)
-    if meta.get("sft", {}).get("lora"):  # adapters only: built on the base run, then merged
-        from gpt.sft import load_lora_checkpoint
-
-        if meta.get("tokenizer") != tokenizer_reference(tok):
-            raise CheckpointError(f"{tok_dir} is not the tokenizer {folder} was trained with")
-        return load_lora_checkpoint(folder, device), tok, meta, folder
-    try:
-        model_cfg = GPTConfig(**meta["model"])
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{folder}/meta.json has no usable model config ({error})") from None
-    check_compatible(meta, model_cfg, tok, folder)
-    model = GPT(model_cfg)
-    if meta.get("quantized"):  # int8 layers, made by `gpt quantize`
-        from gpt.quantize import load_quantized
-
-        stored = load_checkpoint(folder, framework="torch").model
-        return load_quantized(model, meta["quantized"]["method"], stored), tok, meta, folder
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    checkpoint = load_checkpoint(folder, expected=expected, framework="torch")
-    model.load_state_dict(checkpoint.model)
-    return model.to(device).eval(), tok, meta, folder
 
 
 # ----------------------------------------------------------------------------------------------

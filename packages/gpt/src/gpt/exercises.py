@@ -17,9 +17,9 @@ projections exactly as the stage does.
 import torch
 from torch import Tensor, nn
 
+from gpt.chat.lora import LoRALinear
 from gpt.generate import top_k_filter, top_p_filter
 from gpt.kv_cache import KVCache
-from gpt.lora import LoRALinear
 from gpt.model import GPT, CausalSelfAttention, GPTConfig
 from shared.exercises import Case, Exercise, torch_gradients
 from shared.learn import exercise_command

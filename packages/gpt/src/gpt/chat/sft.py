@@ -5,8 +5,8 @@
 
     base run -> its model and tokenizer
       + the chat tokens (and the characters the data has and the tokenizer lacks) -> new ids
-      + new embedding rows for them (gpt.chat.grow_vocabulary; the old rows unchanged)
-    conversations -> template ids, the assistant's tokens marked (gpt.chat)
+      + new embedding rows for them (gpt.chat.format.grow_vocabulary; the old rows unchanged)
+    conversations -> template ids, the assistant's tokens marked (gpt.chat.format)
     shared.fit: batches of conversations padded to the longest (or packed into windows),
                 cross entropy on the marked tokens only, AdamW, warmup then cosine decay
     <run>/checkpoints/final, <run>/tokenizer: `gpt sample`, `gpt chat`, `gpt chat-eval` read it
@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from gpt.chat import (
+from gpt.chat.format import (
     Conversation,
     chat_tokenizer,
     encode_conversation,
@@ -35,13 +35,14 @@ from gpt.chat import (
     masked_targets,
     read_conversations,
 )
+from gpt.chat.lora import LoRAConfig, apply_lora, lora_state_dict, new_token_layers
 from gpt.data import tokenizer_reference
-from gpt.lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
 from gpt.model import GPT, lm_loss
+from gpt.runs import load_run_model
 from gpt.train import TrainConfig, make_optimizer
-from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from shared.checkpoint import save_checkpoint
 from shared.config import config_to_dict, option, parse_config
-from shared.errors import CheckpointError, UsageError
+from shared.errors import UsageError
 from shared.fit import FitSettings, FitState, fit
 from shared.runs import Run
 from shared.training import Decay, RunOptions, StopSignals, lr_factor, setup
@@ -172,20 +173,6 @@ def encode_all(tok: Tokenizer, conversations: list[Conversation],
     return examples, dropped
 
 
-def load_base(ref: str | None, device: torch.device) -> tuple[GPT, Tokenizer, dict, Path]:
-    """A gpt run's model, tokenizer, meta and checkpoint folder; an SFT run too (its model
-    merged), so a chat model can be fine-tuned again."""
-    from gpt.cli import load_run_model
-
-    return load_run_model(ref, device)
-
-
-def new_token_layers(model: GPT) -> list[str]:
-    """The layers with a row per token that a LoRA run trains for its new tokens: the
-    embedding, and the output layer when it is not tied to it."""
-    return ["tok_emb"] if model.config.tie_embeddings else ["tok_emb", "lm_head"]
-
-
 def train_new_token_rows(model: GPT, base_vocab: int) -> None:
     """Let the new tokens' rows of `new_token_layers` train while the rest stays frozen: their
     gradient on the first `base_vocab` (old) rows is zeroed."""
@@ -193,32 +180,6 @@ def train_new_token_rows(model: GPT, base_vocab: int) -> None:
         weight = model.get_parameter(f"{name}.weight")
         weight.requires_grad_(True)
         weight.register_hook(lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]]))
-
-
-def build_lora_model(meta: dict[str, Any], adapter: dict[str, Tensor], device: torch.device) -> GPT:
-    """A LoRA run's model: its base run, grown to the chat vocabulary, the adapters added,
-    loaded and merged."""
-    sft = meta["sft"]
-    base, _, _, _ = load_base(sft["init"], device)
-    grow_vocabulary(base, sft["vocab_size"])
-    base.config.block_size = max(base.config.block_size, meta["model"]["block_size"])
-    lora = LoRAConfig(**sft["lora"])
-    apply_lora(base, lora)
-    with torch.no_grad():
-        for name in new_token_layers(base):
-            weight = base.get_parameter(f"{name}.weight")
-            rows = adapter.pop(f"{name}.new_rows", None)
-            if rows is None and name == "lm_head":  # saved before these rows trained: they
-                continue  # kept grow_vocabulary's rows, which it has just made again
-            if rows is None:
-                raise CheckpointError(f"the adapter lacks {name}.new_rows: is it this run's?")
-            weight[sft["base_vocab_size"] :] = rows.to(weight)
-    missing = set(lora_state_dict(base)) - set(adapter)
-    if missing:
-        raise CheckpointError(f"the adapter lacks {sorted(missing)[:3]}: is it this run's?")
-    base.load_state_dict(adapter, strict=False)
-    merge_lora(base)
-    return base.to(device).eval()
 
 
 def run_sft(cfg: SFTConfig) -> Path:
@@ -231,7 +192,7 @@ def run_sft(cfg: SFTConfig) -> Path:
                          f"--val_rows {cfg.val_rows}")  # fmt: skip
     env = setup(cfg)
     device = env.device
-    model, base_tok, base_meta, base_folder = load_base(cfg.init, device)
+    model, base_tok, base_meta, base_folder = load_run_model(cfg.init, device)
     if model.config.pos == "learned" and cfg.max_length > model.config.block_size:
         raise UsageError(f"the base run's model has learned positions for "
                          f"{model.config.block_size} tokens; lower --max_length to that "
@@ -337,9 +298,3 @@ def sft(argv: list[str]) -> None:
 
 def is_lora_run(meta: dict[str, Any]) -> bool:
     return bool(meta.get("sft", {}).get("lora"))
-
-
-def load_lora_checkpoint(folder: Path, device: torch.device) -> GPT:
-    meta = read_meta(folder)
-    adapter = load_checkpoint(folder, framework="torch").model
-    return build_lora_model(meta, dict(adapter), device)

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from gpt.generate import choose
 from gpt.model import GPT
-from gpt.slot_cache import SlotCache
+from gpt.serve.slot_cache import SlotCache
 
 
 @dataclass

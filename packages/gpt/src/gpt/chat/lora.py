@@ -21,9 +21,14 @@ again restores W. `merge` does that before serving; `unmerge` undoes it to train
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from gpt.chat.format import grow_vocabulary
+from gpt.model import GPT
+from shared.errors import CheckpointError
 
 
 @dataclass
@@ -140,3 +145,34 @@ def plain_state_dict(model: nn.Module) -> dict[str, Tensor]:
     finally:
         unmerge_lora(model)
     return state
+
+
+def new_token_layers(model: GPT) -> list[str]:
+    """The layers with a row per token that a LoRA run trains for its new tokens: the
+    embedding, and the output layer when it is not tied to it."""
+    return ["tok_emb"] if model.config.tie_embeddings else ["tok_emb", "lm_head"]
+
+
+def attach_adapters(base: GPT, meta: dict[str, Any], adapter: dict[str, Tensor]) -> GPT:
+    """A LoRA run's model from its base run's: grown to the chat vocabulary, the adapters
+    added, loaded and merged (`gpt.runs.load_run_model` loads the base and calls this)."""
+    sft = meta["sft"]
+    grow_vocabulary(base, sft["vocab_size"])
+    base.config.block_size = max(base.config.block_size, meta["model"]["block_size"])
+    lora = LoRAConfig(**sft["lora"])
+    apply_lora(base, lora)
+    with torch.no_grad():
+        for name in new_token_layers(base):
+            weight = base.get_parameter(f"{name}.weight")
+            rows = adapter.pop(f"{name}.new_rows", None)
+            if rows is None and name == "lm_head":  # saved before these rows trained: they
+                continue  # kept grow_vocabulary's rows, which it has just made again
+            if rows is None:
+                raise CheckpointError(f"the adapter lacks {name}.new_rows: is it this run's?")
+            weight[sft["base_vocab_size"] :] = rows.to(weight)
+    missing = set(lora_state_dict(base)) - set(adapter)
+    if missing:
+        raise CheckpointError(f"the adapter lacks {sorted(missing)[:3]}: is it this run's?")
+    base.load_state_dict(adapter, strict=False)
+    merge_lora(base)
+    return base.eval()

@@ -1,4 +1,4 @@
-"""`gpt quantize`: the linear layers' weights as 8-bit integers, a quarter of their float size.
+"""int8 linear layers: the weights as 8-bit integers, a quarter of their float size.
 
     uv run --package gpt quantize --run RUN --method int8-weight-only   # -> runs/gpt/RUN-int8w
     uv run --package gpt quantize --run RUN --method dynamic-int8       # -> runs/gpt/RUN-int8d
@@ -26,23 +26,15 @@ The embedding and the output layer stay float: tied, they are one matrix; tied o
 output layer's logits are what sampling reads, where errors show most.
 """
 
-import shutil
 import warnings
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt.model import GPT
-from shared.checkpoint import save_checkpoint
-from shared.config import option, parse_config
-from shared.errors import UsageError
-from shared.runs import Run
 
 METHODS = ("int8-weight-only", "dynamic-int8")
-SUFFIX = {"int8-weight-only": "int8w", "dynamic-int8": "int8d"}
 
 
 def absmax_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,41 +126,3 @@ def load_quantized(model: GPT, method: str, stored: dict[str, Tensor]) -> GPT:
         raise ValueError(f"quantized checkpoint does not fit: missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}")  # fmt: skip
     return quantize_model(model, method, stored).eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# The command
-
-
-@dataclass
-class QuantizeConfig:
-    run: str | None = option(None, "the gpt run to quantize (default: the latest)")
-    method: Literal["int8-weight-only", "dynamic-int8"] = option(
-        "int8-weight-only", "int8 weights and a float matmul, or int8 weights and activations"
-    )
-    out: str | None = option(None, "name of the new run (default: RUN-int8w or RUN-int8d)")
-
-
-def quantize(argv: list[str]) -> None:
-    from gpt.cli import STAGE, load_run_model, run_folder_of
-
-    cfg = parse_config(QuantizeConfig, argv, prog="gpt quantize",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
-    model, _, meta, folder = load_run_model(cfg.run, torch.device("cpu"))
-    source = run_folder_of(folder)
-    if meta.get("quantized"):
-        raise UsageError(f"{source.name} is already quantized ({meta['quantized']['method']}); "
-                         "quantize the float run it came from")  # fmt: skip
-    state = int8_state(model)  # the same file for both methods; the layers are built on load
-    kept = {k: v for k, v in meta.items() if k not in ("optimizer_state", "files", "format")}
-    if kept.get("sft", {}).get("lora"):
-        del kept["sft"]  # the adapters are merged into the weights now
-    kept["quantized"] = {"method": cfg.method, "from": str(folder)}
-    run = Run.start(STAGE, cfg, name=cfg.out or f"{source.name}-{SUFFIX[cfg.method]}", quiet=True)
-    shutil.copytree(source / "tokenizer", run.folder / "tokenizer")
-    path = save_checkpoint(run.checkpoints / "final", state, None, kept)
-    before = (folder / "model.safetensors").stat().st_size
-    after = (path / "model.safetensors").stat().st_size
-    print(f"{run.folder}: {cfg.method}, model.safetensors {before / 1e6:.2f} MB -> "
-          f"{after / 1e6:.2f} MB ({after / before:.0%} of {source.name}'s); "
-          f"`gpt eval --run {run.folder.name}` gives its loss")  # fmt: skip

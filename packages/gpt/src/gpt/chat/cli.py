@@ -21,7 +21,7 @@ from typing import TextIO
 
 import torch
 
-from gpt.chat import END, ROLE_TOKENS, Message, render
+from gpt.chat.format import END, ROLE_TOKENS, Message, render
 from gpt.generate import generate
 from shared.config import option, parse_config
 from shared.device import pick_device, pick_threads
@@ -155,7 +155,7 @@ def scripted(chat: Chat) -> None:
 
 
 def chat(argv: list[str]) -> None:
-    from gpt.cli import load_run_model
+    from gpt.runs import load_run_model
 
     cfg = parse_config(ChatConfig, argv, prog="gpt chat", description=__doc__.split("\n\n")[0])
     pick_threads(cfg.threads)

@@ -2,7 +2,7 @@
 
     uv run --package gpt serve --run RUN [--host 127.0.0.1] [--port 8000] [--api-key KEY]
 
-    GET  /                      a chat page (gpt/static/chat.html), no build step
+    GET  /                      a chat page (gpt/serve/static/chat.html), no build step
     GET  /v1/models             the one model served, named after its run
     POST /v1/completions        text in, text out; `stream: true` for server-sent events
     POST /v1/chat/completions   messages in the SFT chat template (a base model gets their
@@ -46,10 +46,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
-from gpt import openai_api as api
-from gpt.chat import END, ROLE_TOKENS, Message, render
+from gpt.chat.format import END, ROLE_TOKENS, Message, render
 from gpt.model import GPT
-from gpt.scheduler import Request, Sampling, Scheduler
+from gpt.serve import openai_api as api
+from gpt.serve.scheduler import Request, Sampling, Scheduler
 from shared.config import option, parse_config
 from shared.errors import UsageError
 from tokenizers_fromscratch import Tokenizer
@@ -211,7 +211,7 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return resources.files("gpt").joinpath("static/chat.html").read_text(encoding="utf-8")
+        return resources.files("gpt.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
 
     @app.get("/health")
     async def health() -> dict:
@@ -336,7 +336,7 @@ class ServeConfig:
 def serve(argv: list[str]) -> None:
     import uvicorn
 
-    from gpt.cli import load_run_model, run_folder_of
+    from gpt.runs import load_run_model, run_folder_of
     from shared.device import pick_threads
 
     cfg = parse_config(ServeConfig, argv, prog="gpt serve", description=__doc__.split("\n\n")[0])

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import torch
 
-from gpt.chat import END, Message, chat_tokenizer, grow_vocabulary, parse_conversation, render
+from gpt.chat.format import (
+    END,
+    Message,
+    chat_tokenizer,
+    grow_vocabulary,
+    parse_conversation,
+    render,
+)
 from gpt.generate import generate, pad_left
 from shared.atomic import write_text_atomic
 from shared.config import option, parse_config
@@ -102,8 +109,8 @@ def ready_for(model: torch.nn.Module, tok: Tokenizer, cases: list[Case]) -> Toke
 
 
 def chat_eval(argv: list[str]) -> None:
-    from gpt.chat_data import lines_by_character, shakespeare
-    from gpt.cli import load_run_model, run_folder_of
+    from gpt.chat.data import lines_by_character, shakespeare
+    from gpt.runs import load_run_model, run_folder_of
 
     cfg = parse_config(ChatEvalConfig, argv, prog="gpt chat-eval",
                        description=__doc__.split("\n\n")[0])  # fmt: skip

@@ -122,7 +122,7 @@ class ExportConfig:
 
 
 def export(argv: list[str]) -> None:
-    from gpt.cli import load_run_model, run_folder_of
+    from gpt.runs import load_run_model, run_folder_of
 
     cfg = parse_config(ExportConfig, argv, prog="gpt export", description=__doc__.split("\n\n")[0])
     if cfg.format == "torchscript":
