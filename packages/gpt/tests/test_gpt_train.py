@@ -12,8 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt.cli import evaluate, resume_config, sample, train
+from gpt.cli import evaluate, sample, train
 from gpt.data import TokenData, characters_in_windows, make_tokenizer, sequential_windows
+from gpt.kit import RENAMED
 from gpt.model import GPT, lm_loss
 from gpt.train import (
     FinalEvalReserve,
@@ -22,12 +23,11 @@ from gpt.train import (
     lr_factor,
     make_optimizer,
     predict_eval_seconds,
-    train_loop,
 )
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
 from shared.fit import FitState
-from shared.runs import Run
+from shared.trainer import Resume, resumed_config
 
 TEXT = "To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n"
 TINY = [
@@ -250,7 +250,7 @@ def test_gpt_train_checkpoint_holds_no_pickles(text_file, tmp_path):
     ]
     meta = json.loads((final / "meta.json").read_text())
     assert meta["tokenizer"]["kind"] == "char" and meta["model"]["n_embd"] == 32
-    assert torch.tensor(meta["data_generator"], dtype=torch.uint8).numel() > 0
+    assert torch.tensor(meta["fit"]["generator"], dtype=torch.uint8).numel() > 0  # the batches' RNG
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,15 +307,8 @@ def test_gpt_final_evaluation_reserve_leaves_out_the_compiling_first_step():
     assert reserve(FitState(step=14, elapsed=68.0)) == pytest.approx(3.0)
 
 
-def test_gpt_train_loop_evaluates_with_the_configs_eval_iters(tmp_path, monkeypatch):
-    """The config is the one source of --eval_iters: a task built without it (so holding its
-    default, 4) is evaluated on the config's batches per split all the same."""
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
-    cfg = parse_config(TrainConfig, [*TINY, "--max-steps=2", "--eval-interval=1", "--eval-iters=1"])
-    model_cfg = cfg.model.gpt_config(vocab_size=11)
-    ids = torch.randint(0, 11, (500,), generator=torch.Generator().manual_seed(0))
-    task = LMTask(TokenData(ids, ids), model_cfg, batch_size=cfg.batch_size)
-    assert task.eval_iters == 4 != cfg.eval_iters
+def test_gpt_train_evaluates_with_the_configs_eval_iters(text_file, monkeypatch):
+    """--eval_iters reaches the scheduled evaluation: 1 batch per split, at every step."""
     asked = []
     estimate = LMTask.estimate
 
@@ -324,12 +317,8 @@ def test_gpt_train_loop_evaluates_with_the_configs_eval_iters(tmp_path, monkeypa
         return estimate(self, model, iters, seed, precision_ctx)
 
     monkeypatch.setattr(LMTask, "estimate", spy)
-    model = task.build_model()
-    run = Run.start("gpt", cfg, name="eval-iters", quiet=True)
-    state = FitState(generator=torch.Generator().manual_seed(0))
-    train_loop(
-        task, model, make_optimizer(model, cfg), cfg, run, state, torch.device("cpu"), "fp32"
-    )
+    train([*TINY, f"--text-file={text_file}", "--max-steps=2", "--eval-interval=1",
+           "--eval-iters=1", "--sample-length=0", "--run-name=eval-iters"])  # fmt: skip
     assert asked == [1, 1]  # one scheduled evaluation per step, each on 1 batch per split
 
 
@@ -369,7 +358,8 @@ def test_gpt_resume_takes_a_new_lr_and_an_old_runs_renamed_options(text_file, tm
         config.pop("warmup_steps"),
     )
     meta_path.write_text(json.dumps(meta))
-    cfg = resume_config([f"--resume={folder}"], meta)
+    resume = Resume(folder / "checkpoints" / "final", meta)
+    cfg = resumed_config(TrainConfig, [f"--resume={folder}"], "gpt train", resume, RENAMED)
     assert (cfg.max_steps, cfg.warmup_steps) == (3, 0)
 
 

@@ -12,8 +12,11 @@ offers all of it as a `TrainingTask`, built from the same command-line options a
 
     task = load_training_task("gpt", ["--model.n_layer=2", "--max_steps=50"])
 
-The stage's own `train` command stays the plain loop (`shared.fit.fit`); this is the second
-door into the same task, and the stage does not know which loop is behind it.
+The stage's own `train` command runs the same `TrainingTask` through `shared.trainer` (the
+plain loop, `shared.fit.fit`); training_kit's engines are the second door into it, and the
+stage does not know which loop is behind it. Both build it with the stage's one `prepare`.
+The fields after `extra` are read by `shared.trainer` only: the plain loop's extras (epochs,
+accumulation, the kept checkpoint) and the stage's after-work (a final evaluation, a sample).
 """
 
 from collections.abc import Callable
@@ -22,8 +25,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from shared.epochs import EpochSampler
 from shared.errors import UsageError
-from shared.training import RunOptions
+from shared.fit import FitState, KeepBest
+from shared.training import RunOptions, Setup
 
 GROUP = "shared.tasks"
 
@@ -57,6 +62,28 @@ class TrainingTask:
     item_name: str = "tok"  # the unit of task.count(), for the progress bar
     description: str = ""  # one line for the run's log
     extra: dict[str, Any] = field(default_factory=dict)
+
+    # --- what `shared.trainer` (the stage's own `train`) reads besides the above ---
+    note: str = ""  # printed last before training (e.g. "offline: using pystdlib instead")
+    sampler: EpochSampler | None = None  # the task's epoch position, for data held in memory
+    accumulation_steps: int = 1  # micro-batches per optimizer step
+    keep_best: KeepBest | None = None  # keep the checkpoint that scores best (and maybe stop)
+    evaluate_at_end: bool = False  # evaluate after the loop unless its last step just did
+    reserve_seconds: Callable[[FitState], float] | None = None  # time kept for `finish`
+    step_metrics: Callable[[FitState, float], dict[str, float]] | None = None  # more to log
+    precision: Callable[[Setup], str] | None = None  # (setup) -> precision, if not the verdict
+    compile: bool = False  # torch.compile the model for the forward and backward passes
+    check_resume: Callable[[Any], None] | None = None  # (Resume) -> None; raise if it misfits
+    resume_command: str = ""  # printed on Ctrl-C before "--resume=RUN" (default: STAGE train)
+    finish: Callable[[Any], dict[str, Any] | None] | None = None  # (Trained) -> final meta
+    final_checkpoint: str | None = "final"  # the last weights' name (None: KeepBest's is kept)
+    plots: dict[str, list[str]] = field(default_factory=dict)  # file name -> metrics plotted
+    plot_title: Callable[[Any], str] | None = None  # (Trained) -> the plots' title
+    report: Callable[[Any], dict[str, Path] | None] | None = None  # (Trained) -> paths to show
+
+    def __post_init__(self) -> None:
+        if not self.resume_command:
+            self.resume_command = f"uv run --package {self.stage} train"
 
 
 def available_tasks() -> dict[str, Any]:

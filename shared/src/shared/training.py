@@ -59,6 +59,7 @@ class RunOptions:
     threads: int = option(0, "torch CPU threads (0: as many as there are idle cores)", ge=0)
     seed: int = option(1337, "seeds the weights, the batches and dropout")
     run_name: str | None = option(None, "name of the run folder (default: the start time)")
+    resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
 
     def __post_init__(self) -> None:
         if self.time_limit <= 0 and self.max_steps <= 0:

@@ -1,8 +1,9 @@
 """Training a GPT on text: the task (what to learn) apart from the loop (how to learn it).
 
 `LMTask` is everything about language modelling and nothing about optimisation: it builds the
-model, draws batches, computes the loss and evaluates. `train_loop` is the plain loop that
-drives it; `training_kit` (a later stage) can run the same task under Accelerate or DeepSpeed.
+model, draws batches, computes the loss and evaluates. `gpt.kit.prepare` packs it with the
+optimizer, the schedule and the final evaluation's time reserve; `shared.trainer` runs it (the
+plain loop, `shared.fit.fit`) and `training_kit` (a later stage) under Accelerate or DeepSpeed.
 
     for step in range(...):                        until --max-steps or --time-limit
         lr = peak * lr_factor(cfg, step, elapsed)  linear warmup, then linear (or cosine) decay
@@ -47,8 +48,7 @@ shrink them by about a third within the default run.
 """
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -60,9 +60,8 @@ from gpt.model import GPT, GPTConfig, lm_loss
 from gpt.muon import Muon
 from shared.config import option
 from shared.device import fast_dtype
-from shared.fit import FitSettings, FitState, fit
-from shared.runs import Run
-from shared.training import Decay, RunOptions, StopSignals
+from shared.fit import FitState
+from shared.training import Decay, RunOptions
 from shared.training import lr_factor as schedule_factor
 
 
@@ -394,46 +393,3 @@ class FinalEvalReserve:
         return predict_eval_seconds(
             self.final_tokens, self.task.eval_seconds_per_token, self.train_seconds_per_token(state)
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# The loop
-
-
-def train_loop(
-    task: LMTask,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | MuonWithAdamW,
-    cfg: TrainConfig,
-    run: Run,
-    state: FitState,
-    device: torch.device,
-    precision: str,
-    save: Callable[[FitState], Path] | None = None,
-    forward_model: torch.nn.Module | None = None,
-    stop: StopSignals | None = None,
-) -> FitState:
-    """`shared.fit.fit` with this stage's schedule and the final evaluation's share of the time.
-
-    The config is the one source of the run's settings: the scheduled evaluation reads
-    `cfg.eval_iters` batches per split, whatever the task was built with. The time limit covers
-    the final evaluation too, so training stops early enough to leave time for it
-    (`FinalEvalReserve`).
-    """
-    task = replace(task, eval_iters=cfg.eval_iters)  # --eval_iters, whatever the task holds
-    final_tokens = task.eval_windows(task.data.val, cfg.final_eval_tokens)
-    reserve = FinalEvalReserve(
-        task,
-        final_tokens=final_tokens * task.model_config.block_size,
-        tokens_per_step=cfg.batch_size * task.model_config.block_size,
-    )
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(cfg, step, elapsed, seconds),
-        grad_clip=cfg.grad_clip,
-        item_name="tok",
-        reserve_seconds=reserve,
-    )
-    return fit(
-        task, model, optimizer, cfg, settings, run, state, device, precision, save, stop,
-        forward_model,
-    )  # fmt: skip
