@@ -31,6 +31,8 @@ The public API (stable; add freely, rename never):
         .load_state_dict(dict)               ... and resume exactly from it
     fit(task, model, optimizer, opts, settings, run, state, device, precision,
         save=None, stop=None, forward_model=None) -> FitState
+    Loop(...)                            fit's pieces, one method each: over_budget, step,
+                                         evaluate, keep_best, checkpoint_due, train
     to_device(batch, device)
     shared.epochs.EpochSampler(plan), shared.epochs.length_grouped_batches(...)
 
@@ -205,127 +207,173 @@ def fit(
     its folder; `save(state, name)` a named one (KeepBest's). `opts.eval_interval == 0` means
     "at each epoch's end" and needs `state.sampler`.
     """
-    import torch
+    loop = Loop(task, model, optimizer, opts, settings, run, state, device, precision, save, stop,
+                forward_model)  # fmt: skip
+    return loop.train()
 
-    if forward_model is None:  # (not `or`: a compiled module refuses to be truth-tested)
-        forward_model = model
-    if state.generator is None:
-        state.generator = torch.Generator()
-    scaler = None
-    if precision == "fp16":  # a saved scaler's state (a dict) becomes a GradScaler again
-        scaler = torch.amp.GradScaler(device.type)
-        if isinstance(state.scaler, dict) and state.scaler:
-            scaler.load_state_dict(state.scaler)
-        state.scaler = scaler
 
-    def precision_ctx():
-        return autocast(device, precision)
+class Loop:
+    """One call of `fit`: its arguments, and the loop cut into the steps the docstring names.
 
-    def training_seconds() -> float | None:
+    A class rather than a function with closures, so each piece (the budget, a step, an
+    evaluation, a checkpoint) can be read, and tested, on its own.
+    """
+
+    def __init__(
+        self, task: Task, model: Any, optimizer: Any, opts: RunOptions, settings: FitSettings,
+        run: Run, state: FitState, device: Any, precision: str,
+        save: Callable[..., Path] | None = None, stop: StopSignals | None = None,
+        forward_model: Any = None,
+    ) -> None:  # fmt: skip
+        import torch
+
+        self.task, self.model, self.optimizer = task, model, optimizer
+        self.opts, self.settings, self.run, self.state = opts, settings, run, state
+        self.device, self.precision, self.save, self.stop = device, precision, save, stop
+        # (not `or`: a compiled module refuses to be truth-tested)
+        self.forward_model = model if forward_model is None else forward_model
+        if state.generator is None:
+            state.generator = torch.Generator()
+        self.scaler = None
+        if precision == "fp16":  # a saved scaler's state (a dict) becomes a GradScaler again
+            self.scaler = torch.amp.GradScaler(device.type)
+            if isinstance(state.scaler, dict) and state.scaler:
+                self.scaler.load_state_dict(state.scaler)
+            state.scaler = self.scaler
+
+    def precision_ctx(self) -> Any:
+        return autocast(self.device, self.precision)
+
+    # --- when to stop, evaluate, save -------------------------------------------------------
+
+    def training_seconds(self) -> float | None:
         """What the time limit leaves for training (None: there is no time limit)."""
-        if not opts.time_limit:
+        if not self.opts.time_limit:
             return None
-        reserved = settings.reserve_seconds(state) if settings.reserve_seconds else 0.0
-        return opts.time_limit - reserved
+        reserve = self.settings.reserve_seconds
+        return self.opts.time_limit - (reserve(self.state) if reserve else 0.0)
 
-    def over_budget() -> bool:
-        seconds = training_seconds()
+    @property
+    def signalled(self) -> bool:
+        return self.stop is not None and self.stop.requested
+
+    def over_budget(self) -> bool:
+        state, seconds = self.state, self.training_seconds()
         out_of_time = seconds is not None and state.elapsed >= seconds
-        out_of_steps = opts.max_steps and state.step >= opts.max_steps
-        signalled = stop is not None and stop.requested
-        return bool(out_of_time or out_of_steps or signalled or state.stopped_early)
+        out_of_steps = self.opts.max_steps and state.step >= self.opts.max_steps
+        return bool(out_of_time or out_of_steps or self.signalled or state.stopped_early)
 
-    def evaluation_due() -> bool:
-        if opts.eval_interval:
-            return state.step % opts.eval_interval == 0
-        return state.sampler is not None and state.sampler.at_epoch_start
+    def evaluation_due(self) -> bool:
+        if self.opts.eval_interval:
+            return self.state.step % self.opts.eval_interval == 0
+        return self.state.sampler is not None and self.state.sampler.at_epoch_start
 
-    def micro_batches() -> list:
+    def checkpoint_due(self, evaluated: bool) -> bool:
+        if self.opts.checkpoint_interval:
+            return self.state.step % self.opts.checkpoint_interval == 0
+        return evaluated
+
+    # --- one optimizer step -----------------------------------------------------------------
+
+    def micro_batches(self) -> list:
         """`accumulation_steps` batches, or fewer where an epoch ends (it ends a group)."""
-        group = []
-        while len(group) < settings.accumulation_steps:
-            group.append(to_device(task.train_batch(state.generator), device))
-            if state.sampler is not None and state.sampler.at_epoch_start:
+        group, sampler = [], self.state.sampler
+        while len(group) < self.settings.accumulation_steps:
+            group.append(to_device(self.task.train_batch(self.state.generator), self.device))
+            if sampler is not None and sampler.at_epoch_start:
                 break
         return group
 
-    def evaluate(bar: Any) -> None:
+    def step(self) -> tuple[dict[str, float], int]:
+        """One optimizer step over a group of micro-batches: (what to log, items seen)."""
+        import torch
+
+        state, optimizer, scaler = self.state, self.optimizer, self.scaler
+        factor = self.settings.schedule(state.step, state.elapsed, self.training_seconds())
+        for group in optimizer.param_groups:
+            group["lr"] = group["peak_lr"] * factor
+        optimizer.zero_grad(set_to_none=True)
+        batches = self.micro_batches()
+        counts = [self.task.count(batch) for batch in batches]
+        loss_value = 0.0  # the mean over all the group's items
+        for batch, n in zip(batches, counts, strict=True):
+            with self.precision_ctx():
+                loss = self.task.loss(self.forward_model, batch)  # () mean over n items
+            weighted = loss.float() * (n / sum(counts))  # its share of the group's mean
+            (scaler.scale(weighted) if scaler is not None else weighted).backward()
+            loss_value += loss.item() * (n / sum(counts))
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # the gradients are their true size again
+        logged = {"loss": loss_value, "lr": optimizer.param_groups[-1]["lr"]}
+        if self.settings.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            logged["grad_norm"] = float(norm)  # before clipping
+        if scaler is not None:
+            scaler.step(optimizer)  # skipped if the gradients hold inf or NaN
+            scaler.update()
+        else:
+            optimizer.step()
+        state.step += 1
+        return logged, sum(counts)
+
+    # --- evaluating and keeping the best ----------------------------------------------------
+
+    def evaluate(self, bar: Any) -> None:
         """The scheduled evaluation, logged and printed; KeepBest's checkpoint and patience."""
-        metrics = task.evaluate(model, precision_ctx)
-        model.train()
-        run.log(state.step, **metrics)
+        state = self.state
+        metrics = self.task.evaluate(self.model, self.precision_ctx)
+        self.model.train()
+        self.run.log(state.step, **metrics)
         shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
         where = f"step {state.step:5d}  {state.elapsed:5.1f}s"
         if state.sampler is not None:
             where += f"  epoch {state.sampler.epochs_done:.2f}"
-        keep = settings.keep_best
-        note = ""
-        if keep is not None:
-            value = metrics[keep.metric]
-            if keep.improves(value, None if state.best is None else state.best[keep.metric]):
-                state.best, state.best_step, state.evaluations_since_best = metrics, state.step, 0
-                note = f"  (best {keep.metric.replace('_', ' ')} so far"
-                if save is not None:
-                    save(state, keep.name)
-                    note += ", saved"
-                note += ")"
-            else:
-                state.evaluations_since_best += 1
-                if keep.patience and state.evaluations_since_best >= keep.patience:
-                    state.stopped_early = True
-                    note = f"  (no better {keep.metric} in {keep.patience} evaluations: stopping)"
+        note = self.keep_best(metrics) if self.settings.keep_best is not None else ""
         bar.write(f"{where}  {shown}{note}")
 
-    model.train()
-    total = opts.max_steps - state.step if opts.max_steps else None
-    with run.progress(total, desc="train", item_name=settings.item_name) as bar:
-        while not over_budget():
-            started = time.perf_counter()
-            factor = settings.schedule(state.step, state.elapsed, training_seconds())
-            for group in optimizer.param_groups:
-                group["lr"] = group["peak_lr"] * factor
-            optimizer.zero_grad(set_to_none=True)
-            batches = micro_batches()
-            counts = [task.count(batch) for batch in batches]
-            loss_value = 0.0  # the mean over all the group's items
-            for batch, n in zip(batches, counts, strict=True):
-                with precision_ctx():
-                    loss = task.loss(forward_model, batch)  # () mean over this batch's n items
-                weighted = loss.float() * (n / sum(counts))  # its share of the group's mean
-                (scaler.scale(weighted) if scaler is not None else weighted).backward()
-                loss_value += loss.item() * (n / sum(counts))
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # the gradients are their true size again
-            logged = {"loss": loss_value, "lr": optimizer.param_groups[-1]["lr"]}
-            if settings.grad_clip:
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                logged["grad_norm"] = float(norm)  # before clipping
-            if scaler is not None:
-                scaler.step(optimizer)  # skipped if the gradients hold inf or NaN
-                scaler.update()
-            else:
-                optimizer.step()
-            state.step += 1
-            bar.advance(loss=loss_value, items=sum(counts))
-            if settings.step_metrics is not None:
-                logged.update(settings.step_metrics(state, loss_value))
-            run.log(state.step, **logged)
-            evaluated = evaluation_due()
-            if evaluated:
-                evaluate(bar)
-            state.elapsed += time.perf_counter() - started
-            due = (
-                state.step % opts.checkpoint_interval == 0
-                if opts.checkpoint_interval
-                else evaluated
-            )
-            if save is not None and due:
-                saving = time.perf_counter()
-                prune_checkpoints(save(state).parent, opts.keep_checkpoints)
-                state.elapsed += time.perf_counter() - saving  # the time limit covers saving too
-        signalled = stop is not None and stop.requested
-        if settings.evaluate_at_end and not signalled and not evaluation_due():
-            started = time.perf_counter()
-            evaluate(bar)
-            state.elapsed += time.perf_counter() - started
-    return state
+    def keep_best(self, metrics: dict[str, float]) -> str:
+        """Save the checkpoint if `metrics` is the best yet; count toward patience if not.
+        Returns the note printed after the evaluation."""
+        keep, state = self.settings.keep_best, self.state
+        value = metrics[keep.metric]
+        if keep.improves(value, None if state.best is None else state.best[keep.metric]):
+            state.best, state.best_step, state.evaluations_since_best = metrics, state.step, 0
+            note = f"  (best {keep.metric.replace('_', ' ')} so far"
+            if self.save is not None:
+                self.save(state, keep.name)
+                note += ", saved"
+            return note + ")"
+        state.evaluations_since_best += 1
+        if keep.patience and state.evaluations_since_best >= keep.patience:
+            state.stopped_early = True
+            return f"  (no better {keep.metric} in {keep.patience} evaluations: stopping)"
+        return ""
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def train(self) -> FitState:
+        """The loop of the module's docstring; returns the state."""
+        state, settings = self.state, self.settings
+        self.model.train()
+        total = self.opts.max_steps - state.step if self.opts.max_steps else None
+        with self.run.progress(total, desc="train", item_name=settings.item_name) as bar:
+            while not self.over_budget():
+                started = time.perf_counter()
+                logged, items = self.step()
+                bar.advance(loss=logged["loss"], items=items)
+                if settings.step_metrics is not None:
+                    logged.update(settings.step_metrics(state, logged["loss"]))
+                self.run.log(state.step, **logged)
+                evaluated = self.evaluation_due()
+                if evaluated:
+                    self.evaluate(bar)
+                state.elapsed += time.perf_counter() - started
+                if self.save is not None and self.checkpoint_due(evaluated):
+                    saving = time.perf_counter()
+                    prune_checkpoints(self.save(state).parent, self.opts.keep_checkpoints)
+                    state.elapsed += time.perf_counter() - saving  # the limit covers saving too
+            if settings.evaluate_at_end and not self.signalled and not self.evaluation_due():
+                started = time.perf_counter()
+                self.evaluate(bar)
+                state.elapsed += time.perf_counter() - started
+        return state
