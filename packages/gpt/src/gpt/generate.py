@@ -31,6 +31,7 @@ from typing import TextIO
 import torch
 from torch import Tensor
 
+from gpt.kv_cache import KVCache
 from gpt.model import GPT
 
 
@@ -161,6 +162,40 @@ def _positions(mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def _check_arguments(
+    idx: Tensor, temperature: float, stop: Sequence[str] | None, decode: Callable | None
+) -> None:
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if stop and decode is None:
+        raise ValueError("stop strings need decode= (a function from token ids to text)")
+
+
+def _cached_forward(
+    model: GPT, out: Tensor, out_mask: Tensor, cache: KVCache | None, cache_mask: Tensor | None,
+    plain: bool,
+) -> tuple[Tensor, KVCache, Tensor]:  # fmt: skip
+    """The logits of one step with the KV cache: (logits, cache, the cache's mask).
+
+    The first step, and any step that finds the cache full, prefills it from the most recent
+    tokens (all of the prompt, or half a block); every other step feeds just the newest token.
+    `plain`: no padding and no finished row, so no mask is needed (faster, same logits).
+    """
+    block = model.config.block_size
+    if cache is None or cache.length >= block:  # prefill (again, from recent tokens)
+        keep = block if cache is None else block // 2
+        ctx, ctx_mask = out[:, -keep:], out_mask[:, -keep:]
+        cache = model.new_cache(block)
+        return model(ctx, cache, _positions(ctx_mask), ctx_mask), cache, ctx_mask  # (B, T, V)
+    cache_mask = torch.cat([cache_mask, out_mask[:, -1:]], dim=1)  # (B, S)
+    if plain:  # positions from the cache
+        return model(out[:, -1:], cache), cache, cache_mask  # (B, 1, V)
+    position = _positions(cache_mask)[:, -1:]  # (B, 1)
+    return model(out[:, -1:], cache, position, cache_mask), cache, cache_mask  # (B, 1, V)
+
+
 def generate(
     model: GPT,
     idx: Tensor,
@@ -188,12 +223,7 @@ def generate(
     stream: called with each step's new tokens (B,), e.g. a TextStreamer.
     use_cache: False recomputes the whole context every step (slow; for checking the cache).
     """
-    if idx.dim() != 2:
-        raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if stop and decode is None:
-        raise ValueError("stop strings need decode= (a function from token ids to text)")
+    _check_arguments(idx, temperature, stop, decode)
     if generator is None and seed is not None:
         generator = torch.Generator(device=idx.device).manual_seed(seed)
     was_training = model.training
@@ -204,7 +234,7 @@ def generate(
     stopper = StopStrings(stop, decode, B) if stop else None
     active = torch.ones(B, dtype=torch.bool, device=idx.device)
     out, out_mask = idx, mask
-    cache = None
+    cache, cache_mask = None, None
     # Without padding, and while no row has finished, every mask is all ones: the model can
     # then skip building masks and attend with its plain causal path (same logits, tested).
     unpadded, finished_none = bool(mask.all()), True
@@ -213,19 +243,10 @@ def generate(
             if not use_cache:  # recompute: the whole (cropped) context every step
                 ctx, ctx_mask = out[:, -block:], out_mask[:, -block:]
                 logits = model(ctx, positions=_positions(ctx_mask), attention_mask=ctx_mask)
-            elif cache is None or cache.length >= block:  # prefill (again, from recent tokens)
-                keep = block if cache is None else block // 2
-                ctx, ctx_mask = out[:, -keep:], out_mask[:, -keep:]
-                cache = model.new_cache(block)
-                logits = model(ctx, cache, _positions(ctx_mask), ctx_mask)  # (B, T, V)
-                cache_mask = ctx_mask
-            else:  # decode: just the newest token
-                cache_mask = torch.cat([cache_mask, out_mask[:, -1:]], dim=1)  # (B, S)
-                if unpadded and finished_none:  # no mask, positions from the cache: faster
-                    logits = model(out[:, -1:], cache)  # (B, 1, V)
-                else:
-                    position = _positions(cache_mask)[:, -1:]  # (B, 1)
-                    logits = model(out[:, -1:], cache, position, cache_mask)  # (B, 1, V)
+            else:
+                logits, cache, cache_mask = _cached_forward(
+                    model, out, out_mask, cache, cache_mask, plain=unpadded and finished_none
+                )
             logits = logits[:, -1, :].float()  # (B, V): the scores for the next token
             logits = apply_repetition_penalty(logits, out, repetition_penalty, out_mask)
             token = choose(logits, temperature, top_k, top_p, generator)  # (B,)

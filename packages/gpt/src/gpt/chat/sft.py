@@ -182,7 +182,10 @@ def train_new_token_rows(model: GPT, base_vocab: int) -> None:
         weight.register_hook(lambda g: torch.cat([g[:base_vocab] * 0, g[base_vocab:]]))
 
 
-def run_sft(cfg: SFTConfig) -> Path:
+def read_sft_data(cfg: SFTConfig) -> list[Conversation]:
+    """The conversations of --data, refused before anything else runs if unusable."""
+    if cfg.resume:
+        raise UsageError("gpt sft cannot --resume yet; start it again (a run takes minutes)")
     if cfg.data is None:
         raise UsageError("--data is required: a JSON Lines file of conversations "
                          "(uv run --package gpt make-chat-data writes one)")  # fmt: skip
@@ -190,6 +193,92 @@ def run_sft(cfg: SFTConfig) -> Path:
     if len(conversations) <= cfg.val_rows:
         raise UsageError(f"{cfg.data} has {len(conversations)} conversations: too few for "
                          f"--val_rows {cfg.val_rows}")  # fmt: skip
+    return conversations
+
+
+def split_conversations(
+    cfg: SFTConfig, tok: Tokenizer, conversations: list[Conversation]
+) -> tuple[list[Example], list[Example], int]:
+    """(training examples, held-out examples, how many were too long), shuffled by the seed."""
+    order = torch.randperm(len(conversations), generator=torch.Generator().manual_seed(cfg.seed))
+    shuffled = [conversations[i] for i in order.tolist()]
+    val, dropped_val = encode_all(tok, shuffled[: cfg.val_rows], cfg.max_length)
+    train, dropped = encode_all(tok, shuffled[cfg.val_rows :], cfg.max_length)
+    if not train:
+        raise UsageError(f"no conversation fits in --max_length {cfg.max_length} tokens")
+    return train, val, dropped + dropped_val
+
+
+def add_adapters(cfg: SFTConfig, model: GPT, base_vocab: int) -> tuple[LoRAConfig, list[str]]:
+    """LoRA on --lora.targets, plus the new tokens' rows: (its config, the wrapped layers)."""
+    lora = LoRAConfig(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, list(cfg.lora.targets))
+    try:
+        wrapped = apply_lora(model, lora)
+    except ValueError as error:
+        raise UsageError(f"--lora.targets: {error}") from None
+    if "lm_head" in wrapped:
+        raise UsageError("--lora.targets: leave lm_head out; its new tokens' rows train in "
+                         "full, and its old rows are the base's")  # fmt: skip
+    # The new tokens' rows train too: in the embedding, and in an untied output layer,
+    # without which they could never be predicted.
+    train_new_token_rows(model, base_vocab)
+    return lora, wrapped
+
+
+def sft_optimizer(cfg: SFTConfig, model: GPT, lora: LoRAConfig | None) -> Any:
+    """Full fine-tuning with Muon: the base run's own optimizer; else AdamW on what trains."""
+    if lora is None and cfg.optimizer == "muon":
+        base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
+                               muon_momentum=0.95,  # as docs/chat.md's SFT rows were measured
+                               weight_decay=cfg.weight_decay)  # fmt: skip
+        return make_optimizer(model, base_cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=(0.9, 0.99))  # fmt: skip
+    for group in optimizer.param_groups:
+        group["peak_lr"] = cfg.lr
+    return optimizer
+
+
+@dataclass
+class SFTCheckpoints:
+    """`save(state, name)` for fit: the whole model, or (LoRA) only what trained."""
+
+    cfg: SFTConfig
+    run: Run
+    model: GPT
+    tok: Tokenizer
+    base_folder: Path
+    base_vocab: int
+    lora: LoRAConfig | None
+
+    def __call__(self, state: FitState, name: str | None = None) -> Path:
+        model, base_vocab = self.model, self.base_vocab
+        meta = {
+            "config": config_to_dict(self.cfg),
+            "model": asdict(model.config),
+            "tokenizer": tokenizer_reference(self.tok),
+            "step": state.step,
+            "elapsed": state.elapsed,
+            "sft": {
+                "init": str(self.base_folder),
+                "base_vocab_size": base_vocab,
+                "vocab_size": self.tok.vocab_size,
+                "lora": None if self.lora is None else asdict(self.lora),
+            },  # fmt: skip
+        }
+        if self.lora is None:
+            weights = model.state_dict()
+        else:  # the adapters and the new tokens' rows: a few percent of the model
+            weights = {**lora_state_dict(model),
+                       **{f"{name}.new_rows": model.get_parameter(f"{name}.weight")[base_vocab:]
+                          .detach() for name in new_token_layers(model)}}  # fmt: skip
+        return save_checkpoint(self.run.checkpoints / (name or f"step_{state.step:06d}"),
+                               weights, None, meta)  # fmt: skip
+
+
+def run_sft(cfg: SFTConfig) -> Path:
+    conversations = read_sft_data(cfg)
     env = setup(cfg)
     device = env.device
     model, base_tok, base_meta, base_folder = load_run_model(cfg.init, device)
@@ -202,76 +291,25 @@ def run_sft(cfg: SFTConfig) -> Path:
     grow_vocabulary(model, tok.vocab_size, torch.Generator().manual_seed(cfg.seed))
     model.config.block_size = max(model.config.block_size, cfg.max_length)
     model.to(device)
-    order = torch.randperm(len(conversations), generator=torch.Generator().manual_seed(cfg.seed))
-    shuffled = [conversations[i] for i in order.tolist()]
-    val, dropped_val = encode_all(tok, shuffled[: cfg.val_rows], cfg.max_length)
-    train, dropped = encode_all(tok, shuffled[cfg.val_rows :], cfg.max_length)
-    if not train:
-        raise UsageError(f"no conversation fits in --max_length {cfg.max_length} tokens")
-    lora = None
-    if cfg.lora.rank:
-        lora = LoRAConfig(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, list(cfg.lora.targets))
-        try:
-            wrapped = apply_lora(model, lora)
-        except ValueError as error:
-            raise UsageError(f"--lora.targets: {error}") from None
-        if "lm_head" in wrapped:
-            raise UsageError("--lora.targets: leave lm_head out; its new tokens' rows train in "
-                             "full, and its old rows are the base's")  # fmt: skip
-        # The new tokens' rows train too: in the embedding, and in an untied output layer,
-        # without which they could never be predicted.
-        train_new_token_rows(model, base_vocab)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if lora is None and cfg.optimizer == "muon":  # the base run's own optimizer
-        base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
-                               muon_momentum=0.95,  # as docs/chat.md's SFT rows were measured
-                               weight_decay=cfg.weight_decay)  # fmt: skip
-        optimizer = make_optimizer(model, base_cfg)
-    else:
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      betas=(0.9, 0.99))  # fmt: skip
-        for group in optimizer.param_groups:
-            group["peak_lr"] = cfg.lr
+    train, val, dropped = split_conversations(cfg, tok, conversations)
+    lora, wrapped = add_adapters(cfg, model, base_vocab) if cfg.lora.rank else (None, [])
+    optimizer = sft_optimizer(cfg, model, lora)
     task = SFTTask(train, val, tok.token_to_id("<|end|>"), cfg.batch_size, cfg.max_length,
                    cfg.packing)  # fmt: skip
 
     run = Run.start(STAGE, cfg, name=cfg.run_name)
     tok.save(run.folder / "tokenizer")
-    n_train = sum(p.numel() for p in trainable)
-    total = model.num_parameters()
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"base {base_folder} (vocabulary {base_vocab} -> {tok.vocab_size}: "
           f"{', '.join(tok.added_special + tok.added_chars)} added)", flush=True)  # fmt: skip
     what = (f"LoRA r={lora.rank} on {len(wrapped)} layers" if lora
             else f"full fine-tuning ({cfg.optimizer})")  # fmt: skip
     print(f"{len(train):,} training conversations, {len(val):,} held out"
-          + (f" ({dropped + dropped_val} longer than {cfg.max_length} tokens left out)"
-             if dropped + dropped_val else "")
-          + f"; {what}: {n_train:,} of {total:,} weights train; "
+          + (f" ({dropped} longer than {cfg.max_length} tokens left out)" if dropped else "")
+          + f"; {what}: {n_train:,} of {model.num_parameters():,} weights train; "
           f"{env.precision_note} on {device}, {env.threads_note}", flush=True)  # fmt: skip
 
-    def save(state: FitState, name: str | None = None) -> Path:
-        meta = {
-            "config": config_to_dict(cfg),
-            "model": asdict(model.config),
-            "tokenizer": tokenizer_reference(tok),
-            "step": state.step,
-            "elapsed": state.elapsed,
-            "sft": {
-                "init": str(base_folder),
-                "base_vocab_size": base_vocab,
-                "vocab_size": tok.vocab_size,
-                "lora": None if lora is None else asdict(lora),
-            },  # fmt: skip
-        }
-        if lora is None:
-            weights = model.state_dict()
-        else:  # the adapters and the new tokens' rows: a few percent of the model
-            weights = {**lora_state_dict(model),
-                       **{f"{name}.new_rows": model.get_parameter(f"{name}.weight")[base_vocab:]
-                          .detach() for name in new_token_layers(model)}}  # fmt: skip
-        return save_checkpoint(run.checkpoints / (name or f"step_{state.step:06d}"),
-                               weights, None, meta)  # fmt: skip
-
+    save = SFTCheckpoints(cfg, run, model, tok, base_folder, base_vocab, lora)
     settings = FitSettings(
         schedule=lambda step, elapsed, seconds: lr_factor(
             step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,

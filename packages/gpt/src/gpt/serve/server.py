@@ -143,6 +143,156 @@ class Served:
         return self.tok.token_to_id(END) if END in self.tok.str_to_id else None
 
 
+async def _api_error(_: HTTPRequest, error: api.APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+async def _invalid(_: HTTPRequest, error: RequestValidationError) -> JSONResponse:
+    refused = api.validation_error(list(error.errors()))
+    return JSONResponse(refused.body(), status_code=refused.status)
+
+
+async def _http(_: HTTPRequest, error: HTTPException) -> JSONResponse:
+    kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+    body = api.APIError(error.status_code, str(error.detail), kind=kind).body()
+    return JSONResponse(body, status_code=error.status_code)
+
+
+class Endpoints:
+    """The routes of one served model: each HTTP route is one method, the checks they share
+    (the API key, the model's name, the prompt's length) are methods too."""
+
+    def __init__(self, served: Served, scheduler: Scheduler, metrics: Metrics) -> None:
+        self.served, self.scheduler, self.metrics = served, scheduler, metrics
+        self.context = served.model.config.block_size
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def authorize(self, request: HTTPRequest) -> None:
+        sent, key = request.headers.get("authorization", ""), self.served.api_key
+        if key and not hmac.compare_digest(sent, f"Bearer {key}"):
+            raise api.APIError(401, "missing or wrong API key: send Authorization: Bearer KEY",
+                               kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
+
+    def check_model(self, name: str) -> None:
+        served = self.served.name
+        if name != served:
+            raise api.APIError(404, f"the model {name!r} does not exist; this server serves "
+                               f"{served!r}", "model", code="model_not_found")  # fmt: skip
+
+    def encode(self, text: str, param: str) -> list[int]:
+        try:
+            ids = self.served.tok.encode(text)
+        except UsageError as error:
+            raise api.APIError(400, f"{param}: {error}", param) from None
+        if not ids:
+            raise api.APIError(400, f"{param}: empty", param)
+        return ids
+
+    def budget(self, body: api.GenerationRequest, prompt: list[int], param: str,
+               default: int) -> int:  # fmt: skip
+        """max_tokens, checked against the context window."""
+        context = self.context
+        if len(prompt) >= context:
+            raise api.APIError(400, f"{param}: {len(prompt)} tokens, but the context window is "
+                               f"{context} tokens (with room for a reply)", param)  # fmt: skip
+        asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
+        if asked is None:
+            return min(default, context - len(prompt))
+        if len(prompt) + asked > context:
+            raise api.APIError(400, f"max_tokens: {asked} new tokens after a {len(prompt)}-token "
+                               f"prompt exceed the context window of {context} tokens; ask "
+                               f"for at most {context - len(prompt)}", "max_tokens")  # fmt: skip
+        return asked
+
+    # --- routes -----------------------------------------------------------------------------
+
+    async def page(self) -> str:
+        return resources.files("gpt.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
+
+    async def health(self) -> dict:
+        scheduler = self.scheduler
+        return {"status": "ok", "model": self.served.name, "running": scheduler.active,
+                "waiting": scheduler.queue_length, "decode_steps": scheduler.steps}  # fmt: skip
+
+    async def prometheus(self) -> PlainTextResponse:
+        registry = self.metrics.registry
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def models(self, request: HTTPRequest) -> dict:
+        self.authorize(request)
+        return {"object": "list", "data": [{"id": self.served.name, "object": "model",
+                                            "created": 0, "owned_by": "gpt",
+                                            "context_window": self.context,
+                                            "chat_template": self.served.is_chat}]}  # fmt: skip
+
+    async def completions(self, body: api.CompletionRequest, request: HTTPRequest):
+        self.authorize(request)
+        self.check_model(body.model)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise api.APIError(400, "prompt: send one prompt per request", "prompt")
+        ids = self.encode(prompts[0], "prompt")
+        return await self.respond(body, ids, self.budget(body, ids, "prompt", 16), chat=False)
+
+    async def chat_completions(self, body: api.ChatRequest, request: HTTPRequest):
+        self.authorize(request)
+        self.check_model(body.model)
+        messages = [Message(m.role, m.content) for m in body.messages]
+        if self.served.is_chat:
+            text = render(messages, generation_prompt=True)
+        else:  # a base model has no template: its prompt is the conversation's text
+            text = "\n".join(m.content for m in messages) + "\n"
+        ids = self.encode(text, "messages")
+        return await self.respond(body, ids, self.budget(body, ids, "messages", 256), chat=True)
+
+    # --- generating -------------------------------------------------------------------------
+
+    async def respond(self, body: api.GenerationRequest, ids: list[int], max_tokens: int,
+                      chat: bool):  # fmt: skip
+        """Submit one request per choice; stream their events, or wait and answer once."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        requests = []
+        for index in range(body.n):
+            seed = None if body.seed is None else body.seed + index
+            sampling = Sampling(max_tokens, body.temperature, body.top_p, body.stop_strings(),
+                                seed)  # fmt: skip
+
+            def on_event(kind: str, value: str, index: int = index) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, (index, kind, value))
+
+            requests.append(Request(ids, sampling, on_event, end_id=self.served.end_id))
+        for r in requests:
+            self.scheduler.submit(r)
+        if body.stream:
+            return StreamingResponse(stream(rid, body.model, requests, events, chat,
+                                            self.metrics.finished),
+                                     media_type="text/event-stream")  # fmt: skip
+        texts, reasons = await self.collect(requests, events, body.n)
+        choices = [api.choice(i, texts[i], reasons[i], chat) for i in range(body.n)]
+        use = api.usage(len(ids), sum(len(r.output_ids) for r in requests))
+        return api.completion(rid, self.served.name, choices, use, chat)
+
+    async def collect(self, requests: list[Request], events: asyncio.Queue,
+                      n: int) -> tuple[list[str], list[str]]:  # fmt: skip
+        """Every choice's whole text and finish reason; cancels what runs if we are cancelled."""
+        texts, reasons = [""] * n, [""] * n
+        try:
+            while not all(reasons):
+                index, kind, value = await events.get()
+                if kind == "text":
+                    texts[index] += value
+                else:
+                    reasons[index] = value
+                    self.metrics.finished(requests[index])
+        finally:
+            for r in requests:
+                r.cancel()
+        return texts, reasons
+
+
 def create_app(served: Served) -> FastAPI:
     """The FastAPI application; the scheduler starts and stops with it."""
     scheduler = Scheduler(served.model, served.tok.decode, served.slots, served.step_delay)
@@ -158,135 +308,16 @@ def create_app(served: Served) -> FastAPI:
                   lifespan=lifespan)  # fmt: skip
     app.state.scheduler, app.state.metrics = scheduler, metrics
     app.add_middleware(CountRequests, counter=metrics.requests)
-    context = served.model.config.block_size
-
-    @app.exception_handler(api.APIError)
-    async def _api_error(_: HTTPRequest, error: api.APIError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: HTTPRequest, error: RequestValidationError) -> JSONResponse:
-        refused = api.validation_error(list(error.errors()))
-        return JSONResponse(refused.body(), status_code=refused.status)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_: HTTPRequest, error: HTTPException) -> JSONResponse:
-        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        body = api.APIError(error.status_code, str(error.detail), kind=kind).body()
-        return JSONResponse(body, status_code=error.status_code)
-
-    def authorize(request: HTTPRequest) -> None:
-        sent = request.headers.get("authorization", "")
-        if served.api_key and not hmac.compare_digest(sent, f"Bearer {served.api_key}"):
-            raise api.APIError(401, "missing or wrong API key: send Authorization: Bearer KEY",
-                               kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
-
-    def check_model(name: str) -> None:
-        if name != served.name:
-            raise api.APIError(404, f"the model {name!r} does not exist; this server serves "
-                               f"{served.name!r}", "model", code="model_not_found")  # fmt: skip
-
-    def encode(text: str, param: str) -> list[int]:
-        try:
-            ids = served.tok.encode(text)
-        except UsageError as error:
-            raise api.APIError(400, f"{param}: {error}", param) from None
-        if not ids:
-            raise api.APIError(400, f"{param}: empty", param)
-        return ids
-
-    def budget(body: api.GenerationRequest, prompt: list[int], param: str, default: int) -> int:
-        """max_tokens, checked against the context window."""
-        if len(prompt) >= context:
-            raise api.APIError(400, f"{param}: {len(prompt)} tokens, but the context window is "
-                               f"{context} tokens (with room for a reply)", param)  # fmt: skip
-        asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
-        if asked is None:
-            return min(default, context - len(prompt))
-        if len(prompt) + asked > context:
-            raise api.APIError(400, f"max_tokens: {asked} new tokens after a {len(prompt)}-token "
-                               f"prompt exceed the context window of {context} tokens; ask "
-                               f"for at most {context - len(prompt)}", "max_tokens")  # fmt: skip
-        return asked
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return resources.files("gpt.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
-
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": served.name, "running": scheduler.active,
-                "waiting": scheduler.queue_length, "decode_steps": scheduler.steps}  # fmt: skip
-
-    @app.get("/metrics")
-    async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/models")
-    async def models(request: HTTPRequest) -> dict:
-        authorize(request)
-        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0,
-                                            "owned_by": "gpt", "context_window": context,
-                                            "chat_template": served.is_chat}]}  # fmt: skip
-
-    @app.post("/v1/completions")
-    async def completions(body: api.CompletionRequest, request: HTTPRequest):
-        authorize(request)
-        check_model(body.model)
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if len(prompts) != 1:
-            raise api.APIError(400, "prompt: send one prompt per request", "prompt")
-        ids = encode(prompts[0], "prompt")
-        return await respond(body, ids, budget(body, ids, "prompt", 16), chat=False)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: api.ChatRequest, request: HTTPRequest):
-        authorize(request)
-        check_model(body.model)
-        messages = [Message(m.role, m.content) for m in body.messages]
-        if served.is_chat:
-            text = render(messages, generation_prompt=True)
-        else:  # a base model has no template: its prompt is the conversation's text
-            text = "\n".join(m.content for m in messages) + "\n"
-        ids = encode(text, "messages")
-        return await respond(body, ids, budget(body, ids, "messages", 256), chat=True)
-
-    async def respond(body: api.GenerationRequest, ids: list[int], max_tokens: int, chat: bool):
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        requests = []
-        for index in range(body.n):
-            seed = None if body.seed is None else body.seed + index
-            sampling = Sampling(max_tokens, body.temperature, body.top_p, body.stop_strings(),
-                                seed)  # fmt: skip
-
-            def on_event(kind: str, value: str, index: int = index) -> None:
-                loop.call_soon_threadsafe(events.put_nowait, (index, kind, value))
-
-            requests.append(Request(ids, sampling, on_event, end_id=served.end_id))
-        for r in requests:
-            scheduler.submit(r)
-        if body.stream:
-            return StreamingResponse(stream(rid, body.model, requests, events, chat,
-                                            metrics.finished),
-                                     media_type="text/event-stream")  # fmt: skip
-        texts, reasons = [""] * body.n, [""] * body.n
-        try:
-            while not all(reasons):
-                index, kind, value = await events.get()
-                if kind == "text":
-                    texts[index] += value
-                else:
-                    reasons[index] = value
-                    metrics.finished(requests[index])
-        finally:
-            for r in requests:
-                r.cancel()
-        choices = [api.choice(i, texts[i], reasons[i], chat) for i in range(body.n)]
-        use = api.usage(len(ids), sum(len(r.output_ids) for r in requests))
-        return api.completion(rid, served.name, choices, use, chat)
-
+    app.add_exception_handler(api.APIError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    routes = Endpoints(served, scheduler, metrics)
+    app.get("/", response_class=HTMLResponse)(routes.page)
+    app.get("/health")(routes.health)
+    app.get("/metrics")(routes.prometheus)
+    app.get("/v1/models")(routes.models)
+    app.post("/v1/completions")(routes.completions)
+    app.post("/v1/chat/completions")(routes.chat_completions)
     return app
 
 
