@@ -44,7 +44,8 @@ def main() -> None:
         cfg = parse_config(TrainConfig, options.split(), prog="gpt_recipes")
         vocab = CHAR_VOCABULARY if cfg.tokenizer == "char" else cfg.bpe_vocab_size
         torch.manual_seed(0)
-        model = GPT(cfg.model.gpt_config(vocab, "cpu", precision))
+        fused = cfg.model.fused_attention("cpu", precision)
+        model = GPT(cfg.model.gpt_config(vocab), fused_attention=fused)
         optimizer = make_optimizer(model, cfg)
         shape = (cfg.batch_size, cfg.model.block_size)
         x, y = torch.randint(0, vocab, shape), torch.randint(0, vocab, shape)

@@ -63,7 +63,7 @@ def test_gpt_model_refuses_a_sequence_longer_than_its_positions():
 
 def test_gpt_model_naive_and_fused_attention_agree(model):
     """Same weights, the two attention paths: same logits and same gradients."""
-    naive = GPT(GPTConfig(**{**vars(model.config), "fused_attention": False}))
+    naive = GPT(GPTConfig(**vars(model.config)), fused_attention=False)
     naive.load_state_dict(model.state_dict())
     idx = torch.randint(V, (2, 24))
     targets = torch.randint(V, (2, 24))

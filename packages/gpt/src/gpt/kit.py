@@ -164,8 +164,9 @@ def prepare(
     tok = run_tokenizer(cfg, splits, resume)
     data = TokenData.from_text(splits, tok)
     device_type, precision = (env.device.type, env.precision) if env else ("cpu", "fp32")
-    model_cfg = cfg.model.gpt_config(tok.vocab_size, device_type, precision)
-    task = LMTask(data, model_cfg, cfg.batch_size, cfg.eval_iters, eval_seed=cfg.seed + 1)
+    model_cfg = cfg.model.gpt_config(tok.vocab_size)
+    fused = cfg.model.fused_attention(device_type, precision)
+    task = LMTask(data, model_cfg, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, fused)
     lm = LanguageModelRun(cfg, data, tok, task, dataset, splits["train"])
     final_windows = task.eval_windows(data.val, cfg.final_eval_tokens)
     return TrainingTask(

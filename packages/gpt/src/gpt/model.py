@@ -21,7 +21,8 @@ The two families differ only in parts, each switched by a field of `GPTConfig`:
 
 Every part comes from an earlier stage: the norms, FeedForward and the positional embeddings
 from `transformer`, attention from `attention.scaled_dot_product_attention` (the fused kernel by
-default; `fused_attention=False` runs the naive equations, tested equal). Parameter names follow
+default; `GPT(cfg, fused_attention=False)` runs the naive equations, tested equal: a choice of
+kernel made at run time, not part of the config saved with the weights). Parameter names follow
 transformers' Llama (`q_proj`, `k_proj`, `v_proj`, `o_proj`) so that `gpt.hf` maps weights one to
 one. What this leaves out: dropout on the attention weights during generation, sliding-window
 attention, mixture-of-experts, and RoPE scaling (long-context Llama 3 variants).
@@ -58,7 +59,6 @@ class GPTConfig:
     tie_embeddings: bool = True  # lm_head shares tok_emb's matrix (fewer parameters, GPT-2)
     rope_theta: float = 10000.0  # RoPE base: larger = slower rotation, longer reach
     dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
-    fused_attention: bool = True  # torch's fused kernel; False: the naive equations (same math)
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
@@ -113,7 +113,7 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.n_embd, kv_dim, bias=cfg.bias)
         self.o_proj = nn.Linear(q_dim, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
-        self.fused = cfg.fused_attention
+        self.fused = True  # torch's fused kernel; False: the naive equations (GPT sets it)
 
     def forward(
         self,
@@ -168,7 +168,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """`GPT(cfg)(idx) -> logits (B, T, vocab)`; see the module docstring for the path."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, fused_attention: bool = True) -> None:
         super().__init__()
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
@@ -187,6 +187,14 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight  # one (vocab, C) matrix, two uses
         self.reset_parameters()
+        self.use_fused_attention(fused_attention)
+
+    def use_fused_attention(self, fused: bool) -> "GPT":
+        """Attend with torch's fused kernel (True) or the naive equations (False): the same
+        math, at different speeds (on a CPU in bf16 the naive one trains faster at this size)."""
+        for block in self.blocks:
+            block.attn.fused = fused
+        return self
 
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) everywhere, zero biases, and the projections that

@@ -31,9 +31,10 @@ def run_folder_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent  # runs/gpt/<name>/checkpoints/<checkpoint>
 
 
-def comparable(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The fields that decide the weights (not which attention kernel computes them)."""
-    return {k: v for k, v in model_cfg.items() if k != "fused_attention"}
+def saved_model_config(meta: dict[str, Any]) -> dict[str, Any]:
+    """The model config a checkpoint saved, without `fused_attention`: runs saved before the
+    attention kernel became a run-time choice (gpt 1.2) kept it in their config."""
+    return {k: v for k, v in meta.get("model", {}).items() if k != "fused_attention"}
 
 
 def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Path) -> None:
@@ -44,7 +45,7 @@ def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Pa
             f"checkpoint {where} was trained with tokenizer {saved_tok}, not {ours_tok}; "
             f"use the tokenizer saved with its run (and the same --tokenizer)"
         )
-    saved, ours = comparable(meta.get("model", {})), comparable(asdict(model_cfg))
+    saved, ours = saved_model_config(meta), asdict(model_cfg)
     diff = [
         f"{k}={saved.get(k)!r} (asked: {ours.get(k)!r})" for k in ours if saved.get(k) != ours[k]
     ]
@@ -68,7 +69,7 @@ def load_run_model(ref: str | None, device: torch.device) -> tuple[GPT, Tokenize
         adapter = dict(load_checkpoint(folder, framework="torch").model)
         return attach_adapters(base, meta, adapter).to(device).eval(), tok, meta, folder
     try:
-        model_cfg = GPTConfig(**meta["model"])
+        model_cfg = GPTConfig(**saved_model_config(meta))
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{folder}/meta.json has no usable model config ({error})") from None
     check_compatible(meta, model_cfg, tok, folder)

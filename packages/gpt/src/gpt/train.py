@@ -97,17 +97,14 @@ class ModelOptions:
         "it trains faster at this size (README), fused elsewhere",
     )
 
-    def gpt_config(
-        self, vocab_size: int, device_type: str = "cpu", precision: str = "fp32"
-    ) -> GPTConfig:
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        """The model these options describe, for a vocabulary of `vocab_size` tokens."""
         make = GPTConfig.gpt2 if self.variant == "gpt2" else GPTConfig.modern
         overrides = {
             k: getattr(self, k)
             for k in ("pos", "norm", "activation", "bias")
             if getattr(self, k) is not None
         }
-        naive_pays = device_type == "cpu" and precision == "bf16"
-        fused = self.attention == "fused" or (self.attention == "auto" and not naive_pays)
         return make(
             vocab_size=vocab_size,
             block_size=self.block_size,
@@ -119,9 +116,13 @@ class ModelOptions:
             dropout=self.dropout,
             tie_embeddings=self.tie_embeddings,
             rope_theta=self.rope_theta,
-            fused_attention=fused,
             **overrides,
         )
+
+    def fused_attention(self, device_type: str = "cpu", precision: str = "fp32") -> bool:
+        """--model.attention on this device and precision (a run-time choice, not saved)."""
+        naive_pays = device_type == "cpu" and precision == "bf16"
+        return self.attention == "fused" or (self.attention == "auto" and not naive_pays)
 
 
 @dataclass
@@ -200,10 +201,11 @@ class LMTask:
     batch_size: int
     eval_iters: int = 4  # batches per split in each scheduled evaluation
     eval_seed: int = 0  # the same evaluation batches every time
+    fused_attention: bool = True  # the attention kernel (a run-time choice: see gpt.model)
     eval_seconds_per_token: float | None = field(default=None, init=False)  # measured
 
     def build_model(self) -> GPT:
-        return GPT(self.model_config)
+        return GPT(self.model_config, fused_attention=self.fused_attention)
 
     def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return self.data.batch(split, self.batch_size, self.model_config.block_size, generator)
