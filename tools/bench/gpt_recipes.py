@@ -32,7 +32,7 @@ def main() -> None:
     import torch
 
     from gpt.model import GPT
-    from gpt.train import TrainConfig, make_optimizer
+    from gpt.train import TrainConfig, fused_attention, make_optimizer, model_config
     from shared.config import parse_config
     from shared.device import autocast, resolve_precision
 
@@ -44,8 +44,8 @@ def main() -> None:
         cfg = parse_config(TrainConfig, options.split(), prog="gpt_recipes")
         vocab = CHAR_VOCABULARY if cfg.tokenizer == "char" else cfg.bpe_vocab_size
         torch.manual_seed(0)
-        fused = cfg.model.fused_attention("cpu", precision)
-        model = GPT(cfg.model.gpt_config(vocab), fused_attention=fused)
+        fused = fused_attention(cfg, "cpu", precision)
+        model = GPT(model_config(cfg, vocab), fused_attention=fused)
         optimizer = make_optimizer(model, cfg)
         shape = (cfg.batch_size, cfg.model.block_size)
         x, y = torch.randint(0, vocab, shape), torch.randint(0, vocab, shape)

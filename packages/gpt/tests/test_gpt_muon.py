@@ -8,7 +8,7 @@ import torch
 
 from gpt.model import GPT
 from gpt.muon import Muon, orthogonalize
-from gpt.train import TrainConfig, make_optimizer
+from gpt.train import TrainConfig, make_optimizer, model_config
 from shared import device as shared_device
 
 # Wide, tall, square, and repeated shapes: the batching groups (64, 32) with (32, 64).
@@ -83,6 +83,6 @@ def test_gpt_muon_orthogonalises_in_the_verdicts_dtype(monkeypatch, native):
     verdict = shared_device.Bf16Verdict(native, "faked by the test")
     monkeypatch.setattr(shared_device, "cpu_bf16_verdict", lambda: verdict)
     cfg = TrainConfig(optimizer="muon")
-    model = GPT(cfg.model.gpt_config(vocab_size=65))
+    model = GPT(model_config(cfg, 65))
     optimizer = make_optimizer(model, cfg)
     assert optimizer.muon.ns_dtype == (torch.bfloat16 if native else torch.float32)

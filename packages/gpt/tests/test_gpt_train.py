@@ -22,6 +22,7 @@ from gpt.train import (
     TrainConfig,
     lr_factor,
     make_optimizer,
+    model_config,
     predict_eval_seconds,
 )
 from shared.config import parse_config
@@ -218,7 +219,7 @@ def test_gpt_train_config_errors_name_the_option():
 
 def test_gpt_train_muon_takes_the_block_matrices_and_adamw_the_rest():
     cfg = parse_config(TrainConfig, ["--model.n_layer=2"], prog="gpt train")
-    model = GPT(cfg.model.gpt_config(vocab_size=65))
+    model = GPT(model_config(cfg, 65))
     optimizer = make_optimizer(model, cfg)
     in_muon = {id(p) for g in optimizer.muon.param_groups for p in g["params"]}
     in_adamw = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
@@ -271,7 +272,7 @@ def test_gpt_capped_evaluation_reads_windows_spread_over_the_split():
 
 def test_gpt_capped_evaluation_is_the_mean_over_those_windows():
     cfg = TrainConfig()
-    model_cfg = cfg.model.gpt_config(vocab_size=11)
+    model_cfg = model_config(cfg, 11)
     model_cfg.block_size, model_cfg.n_layer = 16, 1
     torch.manual_seed(0)
     model = GPT(model_cfg)

@@ -31,7 +31,15 @@ from gpt.data import (
 from gpt.generate import generate
 from gpt.model import GPTConfig
 from gpt.runs import STAGE, check_compatible
-from gpt.train import FinalEvalReserve, LMTask, TrainConfig, lr_factor, make_optimizer
+from gpt.train import (
+    FinalEvalReserve,
+    LMTask,
+    TrainConfig,
+    fused_attention,
+    lr_factor,
+    make_optimizer,
+    model_config,
+)
 from shared.config import config_to_dict, parse_config
 from shared.errors import CheckpointError, UsageError
 from shared.tasks import TrainingTask
@@ -164,8 +172,8 @@ def prepare(
     tok = run_tokenizer(cfg, splits, resume)
     data = TokenData.from_text(splits, tok)
     device_type, precision = (env.device.type, env.precision) if env else ("cpu", "fp32")
-    model_cfg = cfg.model.gpt_config(tok.vocab_size)
-    fused = cfg.model.fused_attention(device_type, precision)
+    model_cfg = model_config(cfg, tok.vocab_size)
+    fused = fused_attention(cfg, device_type, precision)
     task = LMTask(data, model_cfg, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, fused)
     lm = LanguageModelRun(cfg, data, tok, task, dataset, splits["train"])
     final_windows = task.eval_windows(data.val, cfg.final_eval_tokens)

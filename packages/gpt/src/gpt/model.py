@@ -30,7 +30,7 @@ attention, mixture-of-experts, and RoPE scaling (long-context Llama 3 variants).
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,29 +38,62 @@ from torch import Tensor, nn
 
 from attention import scaled_dot_product_attention
 from gpt.kv_cache import KVCache
+from shared.config import option
 from transformer import FeedForward, LayerNorm, LearnedPositionalEmbedding, RMSNorm, RotaryEmbedding
+
+# The two families' parts; a config's `variant` fills in those it does not set itself.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gpt2": dict(pos="learned", norm="layernorm", activation="gelu_tanh", bias=True),
+    "modern": dict(pos="rope", norm="rmsnorm", activation="swiglu", bias=False),
+}
 
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 65  # tinyshakespeare has 65 distinct characters; GPT-2 has 50257 tokens
-    block_size: int = 256  # the longest context the model is trained on (and GPT-2's wpe rows)
-    n_layer: int = 4  # blocks in the stack
-    n_head: int = 4  # query heads per attention layer
-    n_kv_head: int | None = None  # key/value heads (None: n_head); fewer = grouped-query attention
-    n_embd: int = 128  # C, the width of the residual stream
-    head_dim: int | None = None  # None: n_embd // n_head (some Llama configs set it apart)
-    mlp_hidden: int | None = None  # None: 4 * n_embd, or for swiglu 8/3 * n_embd rounded up to 32
-    pos: Literal["learned", "rope"] = "learned"  # absolute positions added, or rotary in attention
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    norm_eps: float = 1e-5  # GPT-2: 1e-5; Llama: 1e-6 or 1e-5
-    activation: Literal["gelu_tanh", "gelu", "relu", "swiglu"] = "gelu_tanh"  # GPT-2: gelu_tanh
-    bias: bool = True  # biases in the linear layers and LayerNorms (GPT-2: yes; Llama: no)
-    tie_embeddings: bool = True  # lm_head shares tok_emb's matrix (fewer parameters, GPT-2)
-    rope_theta: float = 10000.0  # RoPE base: larger = slower rotation, longer reach
-    dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
+    """The network, described once: the model reads it, checkpoints save it, and `gpt train`
+    takes it as its `--model.*` options (the help lines below are those options' help)."""
+
+    variant: Literal["gpt2", "modern"] = option(
+        "gpt2",
+        "the preset for the parts left unset: gpt2 (learned positions, LayerNorm, GELU, biases) "
+        "or modern (RoPE, RMSNorm, SwiGLU, no biases)",
+    )
+    vocab_size: int = option(65, "token ids (gpt train sets it from the tokenizer)", ge=1)
+    block_size: int = option(256, "context length in tokens (and GPT-2's position rows)", ge=1)
+    n_layer: int = option(4, "transformer blocks", ge=1)
+    n_head: int = option(4, "query heads per attention layer", ge=1)
+    n_kv_head: int | None = option(
+        None, "key/value heads (default: n_head; fewer: grouped-query attention)", ge=1
+    )
+    n_embd: int = option(128, "C, the width of the residual stream", ge=1)
+    head_dim: int | None = option(None, "width of a head (default: n_embd / n_head)", ge=1)
+    mlp_hidden: int | None = option(
+        None, "MLP width (default: 4x, or about 8/3x rounded up to 32 for swiglu)", ge=1
+    )
+    pos: Literal["learned", "rope"] | None = option(
+        None, "positions: learned and added, or rotary inside attention (default: the variant's)"
+    )
+    norm: Literal["layernorm", "rmsnorm"] | None = option(None, "default: the variant's")
+    norm_eps: float = option(1e-5, "the norms' epsilon (GPT-2: 1e-5; Llama: 1e-6 or 1e-5)", gt=0)
+    activation: Literal["gelu_tanh", "gelu", "relu", "swiglu"] | None = option(
+        None, "the MLP's activation (default: the variant's)"
+    )
+    bias: bool | None = option(None, "biases in linear layers and norms (default: the variant's)")
+    tie_embeddings: bool = option(
+        True,
+        "share the input embedding with the output layer (with BPE and weight decay 0.3 it "
+        "trains better tied; with --tokenizer=char untied)",
+    )
+    rope_theta: float = option(10000.0, "RoPE base: larger turns slower, reaches further", gt=0)
+    dropout: float = option(
+        0.0, "on embeddings, attention weights and residual branches (0 suits short runs)",
+        ge=0, lt=1,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        for name, value in VARIANTS[self.variant].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.head_dim is None:
@@ -83,16 +116,14 @@ class GPTConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     @classmethod
-    def gpt2(cls, **overrides) -> "GPTConfig":
+    def gpt2(cls, **overrides: Any) -> "GPTConfig":
         """GPT-2's block: learned positions, LayerNorm, GELU, biases, tied embeddings."""
-        base = dict(pos="learned", norm="layernorm", activation="gelu_tanh", bias=True)
-        return cls(**{**base, **overrides})
+        return cls(**{"variant": "gpt2", **overrides})
 
     @classmethod
-    def modern(cls, **overrides) -> "GPTConfig":
+    def modern(cls, **overrides: Any) -> "GPTConfig":
         """Llama's block: RoPE, RMSNorm, SwiGLU, no biases (grouped-query via n_kv_head)."""
-        base = dict(pos="rope", norm="rmsnorm", activation="swiglu", bias=False)
-        return cls(**{**base, **overrides})
+        return cls(**{"variant": "modern", **overrides})
 
 
 def make_norm(cfg: GPTConfig) -> nn.Module:

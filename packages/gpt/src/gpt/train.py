@@ -48,7 +48,7 @@ shrink them by about a third within the default run.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -66,63 +66,26 @@ from shared.training import lr_factor as schedule_factor
 
 
 @dataclass
-class ModelOptions:
-    """The network: `--model.variant` picks the family, the rest its size and details."""
+class TrainingGPT(GPTConfig):
+    """`GPTConfig` itself, as `gpt train`'s `--model.*` options: only two defaults differ, the
+    variant (modern) and the context (64 tokens, what 80 s on a 2-core CPU trains best)."""
 
     variant: Literal["gpt2", "modern"] = option(
         "modern", "gpt2: learned positions, LayerNorm, GELU, biases; modern: RoPE, RMSNorm, SwiGLU"
     )
-    n_layer: int = option(4, "transformer blocks", ge=1)
-    n_head: int = option(4, "attention heads", ge=1)
-    n_kv_head: int | None = option(None, "key/value heads (fewer than n_head: grouped-query)", ge=1)
-    n_embd: int = option(128, "width of the residual stream", ge=1)
     block_size: int = option(64, "context length in tokens", ge=1)
-    mlp_hidden: int | None = option(None, "MLP width (default: 4x, or about 8/3x for swiglu)", ge=1)
-    dropout: float = option(0.0, "dropout (0 suits runs shorter than an epoch)", ge=0, lt=1)
-    tie_embeddings: bool = option(
-        True,
-        "share the input embedding with the output layer (with BPE and weight decay 0.3 "
-        "it trains better tied; with --tokenizer=char untied)",
-    )
-    pos: Literal["learned", "rope"] | None = option(None, "override the variant's positions")
-    norm: Literal["layernorm", "rmsnorm"] | None = option(None, "override the variant's norm")
-    activation: Literal["gelu_tanh", "gelu", "relu", "swiglu"] | None = option(
-        None, "override the variant's MLP activation"
-    )
-    bias: bool | None = option(None, "override the variant's biases")
-    rope_theta: float = option(10000.0, "RoPE base", gt=0)
-    attention: Literal["auto", "fused", "naive"] = option(
-        "auto",
-        "fused: torch's kernel; naive: matmul + softmax; auto: naive on a CPU in bf16, where "
-        "it trains faster at this size (README), fused elsewhere",
-    )
 
-    def gpt_config(self, vocab_size: int) -> GPTConfig:
-        """The model these options describe, for a vocabulary of `vocab_size` tokens."""
-        make = GPTConfig.gpt2 if self.variant == "gpt2" else GPTConfig.modern
-        overrides = {
-            k: getattr(self, k)
-            for k in ("pos", "norm", "activation", "bias")
-            if getattr(self, k) is not None
-        }
-        return make(
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_kv_head=self.n_kv_head,
-            n_embd=self.n_embd,
-            mlp_hidden=self.mlp_hidden,
-            dropout=self.dropout,
-            tie_embeddings=self.tie_embeddings,
-            rope_theta=self.rope_theta,
-            **overrides,
-        )
 
-    def fused_attention(self, device_type: str = "cpu", precision: str = "fp32") -> bool:
-        """--model.attention on this device and precision (a run-time choice, not saved)."""
-        naive_pays = device_type == "cpu" and precision == "bf16"
-        return self.attention == "fused" or (self.attention == "auto" and not naive_pays)
+def model_config(cfg: "TrainConfig", vocab_size: int) -> GPTConfig:
+    """The run's model: the `--model.*` options with the tokenizer's vocabulary, as the plain
+    `GPTConfig` a checkpoint saves."""
+    return GPTConfig(**{**asdict(cfg.model), "vocab_size": vocab_size})
+
+
+def fused_attention(cfg: "TrainConfig", device_type: str = "cpu", precision: str = "fp32") -> bool:
+    """--attention on this device and precision (a run-time choice, not saved with the model)."""
+    naive_pays = device_type == "cpu" and precision == "bf16"
+    return cfg.attention == "fused" or (cfg.attention == "auto" and not naive_pays)
 
 
 @dataclass
@@ -145,7 +108,12 @@ class TrainConfig(RunOptions):
     bpe_vocab_size: int = option(
         2048, "vocabulary of the BPE tokenizer (trained for the run)", ge=256
     )
-    model: ModelOptions = option(ModelOptions, "the network")
+    model: TrainingGPT = option(TrainingGPT, "the network (gpt.model.GPTConfig)")
+    attention: Literal["auto", "fused", "naive"] = option(
+        "auto",
+        "the attention kernel: fused (torch's) or naive (matmul + softmax); auto: naive on a CPU "
+        "in bf16, where it trains faster at this size (README), fused elsewhere",
+    )
     batch_size: int = option(
         32, "windows per optimizer step (B); tokens/step = B x block_size", ge=1
     )
@@ -177,10 +145,6 @@ class TrainConfig(RunOptions):
     sample_length: int = option(300, "tokens to print from the model at the end (0: none)")
     sample_temperature: float = option(0.8, "temperature of that sample")
     resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.model.gpt_config(vocab_size=2)  # checks the model options now, not after loading
 
 
 # ----------------------------------------------------------------------------------------------
