@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bert.finetune import FinetuneConfig, Rows, make_optimizer, train
+from bert.finetune import FinetuneConfig, FinetuneRun, Rows, make_optimizer
 from bert.glue import get_task
 from bert.hf import load_folder, save_folder
 from bert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from bert.tokenize import BertTokenizer
 from shared.commands import run_command
-from shared.runs import Run
 from shared.testing import dataset_or_skip
+from shared.trainer import run_training
 from shared.training import setup
 from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
 
@@ -85,20 +85,20 @@ def test_finetuning_learns_a_keyword_rule_and_keeps_the_selected_model(tmp_path,
         threads=1,
         precision="fp32",
         seed=3,
+        run_name="keyword",
     )
     env = setup(cfg)
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=32,
-        )
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
     )
-    run = Run.start("bert", cfg, name="keyword", quiet=True)
-    best = train(cfg, run, get_task("sst2"), model, tokenizer, splits, env)
+    job = FinetuneRun(cfg, get_task("sst2"), tokenizer, splits, config, None, "random weights")
+    trained = run_training(job.training_task(), env)
+    run, best = trained.run, trained.state.best
     assert best["select_accuracy"] >= 0.95, best  # chance is 0.5
     history = [json.loads(line) for line in (run.folder / "metrics.jsonl").read_text().splitlines()]
     selects = [r["select_accuracy"] for r in history if "select_accuracy" in r]
@@ -240,7 +240,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, monkey
         time.sleep(0.05)
     out, err = process.communicate(timeout=180)
     assert process.returncode == 130, err[-2000:]
-    assert f"--resume {folder}" in out
+    assert f"--resume={folder}" in out
     stopped = json.loads((folder / "checkpoints" / "interrupted" / "meta.json").read_text())["step"]
     end = stopped + 4
     assert (
@@ -252,6 +252,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, monkey
         )
         == 0
     )
-    resumed, straight = _losses(folder), _losses(tmp_path / "bert" / "straight")
+    resumed = _losses(tmp_path / "bert" / "cut-2")  # a resumed run is a new run
+    straight = _losses(tmp_path / "bert" / "straight")
     assert sorted(resumed) == list(range(1, end + 1))
     assert resumed == pytest.approx(straight, rel=1e-5, abs=1e-6)

@@ -3,12 +3,15 @@
     uv run --package bert pretrain                                 # WordPiece + a small BERT, MLM
     uv run --package bert finetune --task sst2 --init minilm       # fine-tune the packaged MiniLM
     uv run --package bert finetune --task sst2 --init RUN          # ... or your pretrain run
+    uv run --package bert pretrain --resume RUN --max_steps 4000   # continue a run exactly
     uv run --package bert eval --run RUN                           # GLUE dev: accuracy, F1, errors
     uv run --package bert eval --run RUN --file my.tsv             # any sentence<TAB>label file
     uv run --package bert embed "a man plays guitar" --corpus lines.txt   # similarity search
 
-Options are parsed and the data loaded before a run folder is made, so a command that fails on
-either leaves nothing behind.
+`pretrain` and `finetune` run through `shared.trainer` (`train_command`): each stage module
+declares its task with `prepare(cfg, env, resume)`; Ctrl-C saves `checkpoints/interrupted` and
+`--resume RUN` continues exactly. Options are parsed and the data loaded before a run folder is
+made, so a command that fails on either leaves nothing behind.
 """
 
 from dataclasses import dataclass
@@ -17,43 +20,26 @@ from pathlib import Path
 from shared.config import option, parse_config
 from shared.errors import UsageError
 from shared.runs import Run
+from shared.trainer import train_command
 
 STAGE = "bert"
 
 
 def finetune(argv: list[str]) -> None:
-    from bert.finetune import FinetuneConfig, prepare, train
+    """Fine-tune: `bert.finetune.prepare` declares the task, `shared.trainer` runs it."""
+    from bert.finetune import FinetuneConfig, prepare
 
-    cfg = parse_config(
-        FinetuneConfig, argv, prog="bert finetune",
-        description="Fine-tune a BERT on a GLUE task (SST-2 by default).",
-    )  # fmt: skip
-    run = None
-    if cfg.resume:  # the run's own settings, then what this command line changes
-        run = Run.open(STAGE, cfg.resume)
-        cfg = parse_config(FinetuneConfig, argv, prog="bert finetune", saved=run.config_dict())
-    ready = prepare(cfg)
-    run = run or Run.start(STAGE, cfg, name=cfg.run_name)
-    best = train(cfg, run, ready.task, ready.model, ready.tokenizer, ready.splits, ready.env)
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith(("select", "dev")))
-    print(f"best model (chosen on the held-out training rows) at step {best.get('step')}: {shown}")
-    accuracies = [k for k in best if k.endswith("accuracy")]
-    run.plot_metrics("accuracy.png", accuracies, title=f"{cfg.task}: accuracy while fine-tuning")
-    run.plot_metrics("loss.png", ["loss", "dev_loss", "select_loss"], title="loss", logy=True)
-    run.finish({"model (transformers' format)": run.folder / "model"})
+    train_command(STAGE, FinetuneConfig, argv, prepare, prog="bert finetune",
+                  description="Fine-tune a BERT on a GLUE task (SST-2 by default).")  # fmt: skip
 
 
 def pretrain(argv: list[str]) -> None:
-    from bert.pretrain import PretrainConfig, load_corpus, run_pretrain
+    """Pretrain: `bert.pretrain.prepare` declares the task, `shared.trainer` runs it."""
+    from bert.pretrain import PretrainConfig, prepare
 
-    cfg = parse_config(PretrainConfig, argv, prog="bert pretrain",
-                       description="Train a WordPiece vocabulary and a small BERT with "
-                       "masked language modelling.")  # fmt: skip
-    texts = load_corpus(cfg)
-    run = Run.start(STAGE, cfg, name=cfg.run_name)
-    run_pretrain(cfg, run, texts)
-    run.plot_metrics("mlm_loss.png", ["loss", "val_loss"], title="masked-LM loss", logy=True)
-    run.finish({"model (transformers' format)": run.folder / "model"})
+    train_command(STAGE, PretrainConfig, argv, prepare, prog="bert pretrain",
+                  description="Train a WordPiece vocabulary and a small BERT with masked "
+                  "language modelling.")  # fmt: skip
 
 
 @dataclass

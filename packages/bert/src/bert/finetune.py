@@ -26,8 +26,10 @@ fine-tuning batch touches a few hundred of their 30,522 rows. Their dense gradie
 and AdamW update cost a third of a step on a 2-core CPU and buy nothing measurable on SST-2.
 """
 
+import copy
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,19 +37,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bert.batching import EpochBatches
+from bert.batching import epoch_sampler
 from bert.glue import GlueTask, compute_metrics, get_task, load_task, registry_dataset
-from bert.hf import BertModule, load_folder, save_folder
+from bert.hf import config_from_dict, load_folder, save_folder
 from bert.model import BertConfig, BertForSequenceClassification
 from bert.pretrained import resolve_init
 from bert.tokenize import BertTokenizer, pad_rows
-from shared.checkpoint import load_checkpoint, save_checkpoint
-from shared.config import option
-from shared.device import autocast
-from shared.errors import UsageError
-from shared.fit import FitSettings, FitState, fit
-from shared.runs import Run, find_checkpoint
-from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor, setup
+from shared.checkpoint import load_checkpoint
+from shared.config import config_to_dict, option
+from shared.errors import CheckpointError, UsageError
+from shared.fit import FitState, KeepBest
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import Decay, RunOptions, Setup, lr_factor
+
+STAGE = "bert"
 
 
 @dataclass
@@ -108,7 +112,6 @@ class FinetuneConfig(RunOptions):
     max_steps: int = option(0, "stop after this many optimizer steps (0: only the time limit)",
                             ge=0)  # fmt: skip
     eval_interval: int = option(250, "evaluate every N steps", ge=1)
-    resume: str | None = option(None, "continue an interrupted run (its folder or name)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,8 +182,7 @@ class ClassificationTask:
                  pad_id: int) -> None:  # fmt: skip
         self.cfg, self.task, self.splits, self.pad_id = cfg, task, splits, pad_id
         lengths = [len(ids) for ids, _ in splits["train"].rows]
-        self.sampler = EpochBatches(lengths, cfg.batch_size, cfg.seed)
-        self.history: list[dict[str, float]] = []
+        self.sampler = epoch_sampler(lengths, cfg.batch_size, cfg.seed)
         self.eval_seconds = 15.0  # a guess until the first evaluation is timed
 
     def train_batch(self, generator: torch.Generator) -> dict[str, Tensor]:
@@ -203,10 +205,7 @@ class ClassificationTask:
                 scores = score(model, self.splits[split], self.task, self.cfg.eval_batch_size,
                                self.pad_id, precision_ctx)  # fmt: skip
                 metrics.update({f"{split}_{k}": v for k, v in scores.items()})
-        metrics["epoch"] = (
-            self.sampler.epoch + self.sampler.position / self.sampler.batches_per_epoch
-        )
-        self.history.append(metrics)
+        metrics["epoch"] = self.sampler.epochs_done
         self.eval_seconds = time.perf_counter() - started
         return metrics
 
@@ -268,35 +267,42 @@ def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.A
     return optimizer
 
 
-def build_model(cfg: FinetuneConfig, task: GlueTask) -> tuple[BertModule, BertTokenizer, str]:
-    """The classifier and its tokenizer from --init, and a line saying where they came from."""
+def init_source(cfg: FinetuneConfig) -> tuple[Path | None, Path, str]:
+    """--init's weights folder (None: random weights), the vocabulary's folder, and a line
+    saying where the weights come from."""
     if cfg.init == "none":
-        folder = resolve_init("minilm") if cfg.tokenizer is None else Path(cfg.tokenizer)
-        tokenizer = BertTokenizer.from_folder(folder)
+        vocab = resolve_init("minilm") if cfg.tokenizer is None else Path(cfg.tokenizer)
+        return None, vocab, "random weights (--init none)"
+    folder = resolve_init(cfg.init)
+    return folder, folder, f"{cfg.init} ({folder})"
+
+
+def classifier_config(cfg: FinetuneConfig, task: GlueTask, folder: Path | None,
+                      tokenizer: BertTokenizer) -> BertConfig:  # fmt: skip
+    """The classifier's config: --scratch's sizes, or the --init folder's, checked against the
+    vocabulary and --max_length before anything is trained."""
+    if folder is None:
         s = cfg.scratch
-        config = BertConfig(
+        return BertConfig(
             vocab_size=tokenizer.vocab_size, hidden_size=s.hidden_size,
             num_hidden_layers=s.num_hidden_layers, num_attention_heads=s.num_attention_heads,
             intermediate_size=s.intermediate_size, num_labels=task.num_labels,
             classifier_pooling=cfg.pooling,
         )  # fmt: skip
-        return BertForSequenceClassification(config), tokenizer, "random weights (--init none)"
-    folder = resolve_init(cfg.init)
-    tokenizer = BertTokenizer.from_folder(folder)
-    model = load_folder(folder, "BertForSequenceClassification", task.num_labels)
-    if model.config.vocab_size != tokenizer.vocab_size:
+    config = config_from_dict(json.loads((folder / "config.json").read_text()), task.num_labels)
+    if config.vocab_size != tokenizer.vocab_size:
         raise UsageError(
             f"{folder}: vocab.txt has {tokenizer.vocab_size} tokens but the model was trained "
-            f"with {model.config.vocab_size}; give the vocabulary the checkpoint was trained with"
+            f"with {config.vocab_size}; give the vocabulary the checkpoint was trained with"
         )
-    model.config.classifier_pooling = cfg.pooling
-    positions = model.config.max_position_embeddings
+    positions = config.max_position_embeddings
     if cfg.max_length > positions:
         raise UsageError(
             f"--max_length {cfg.max_length} is longer than the {positions} positions {folder} "
             f"was trained with; give --max_length {positions} or less"
         )
-    return model, tokenizer, f"{cfg.init} ({folder})"
+    config.classifier_pooling = cfg.pooling
+    return config
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
@@ -309,150 +315,130 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The command
-
-
-class Selection:
-    """Keeps the best model by the selection rows' score, and says when patience ran out."""
-
-    def __init__(self, key: str, patience: int) -> None:
-        self.key, self.patience = key, patience
-        self.best: dict[str, float] = {}
-        self.evals_seen = 0  # evaluations already judged
-        self.evals_since_best = 0
-
-    def judge(self, history: list[dict[str, float]], step: int) -> bool:
-        """Judge the evaluations since the last call; True when the newest one is the best."""
-        improved = False
-        for metrics in history[self.evals_seen :]:
-            if metrics[self.key] > self.best.get(self.key, -float("inf")):
-                self.best, self.evals_since_best, improved = {**metrics, "step": step}, 0, True
-            else:
-                self.evals_since_best += 1
-        self.evals_seen = len(history)
-        return improved
-
-    @property
-    def out_of_patience(self) -> bool:
-        return bool(self.patience) and self.evals_since_best >= self.patience
-
-
-class StopWhen:
-    """Stop on Ctrl-C/SIGTERM (via `signals`) or when `selection` has run out of patience."""
-
-    def __init__(self, signals: StopSignals, selection: Selection) -> None:
-        self.signals, self.selection = signals, selection
-
-    @property
-    def requested(self) -> bool:
-        return self.signals.requested or self.selection.out_of_patience
+# The command's preparation
 
 
 @dataclass
-class Prepared:
-    """Everything `train` needs, made before the run folder so a failure leaves nothing."""
+class FinetuneRun:
+    """What `bert finetune` declares to `shared.trainer`: the classifier from --init, the data,
+    the selection on held-out training rows, and the after-work (the kept model, exported)."""
 
-    task: GlueTask
-    env: Setup
-    model: BertForSequenceClassification
+    cfg: FinetuneConfig
+    glue: GlueTask
     tokenizer: BertTokenizer
     splits: dict[str, Rows]
+    config: BertConfig  # the classifier's (from --init's folder, or --scratch's sizes)
+    folder: Path | None  # --init's weights (None: random weights)
+    source: str  # where the weights come from, for the log
+
+    def __post_init__(self) -> None:
+        self.task = ClassificationTask(self.cfg, self.glue, self.splits, self.tokenizer.pad_id)
+
+    @property
+    def selected_by(self) -> str:
+        """The metric that keeps the checkpoint: the held-out training rows' (dev's if none)."""
+        split = "select" if len(self.splits["select"]) else "dev"
+        return f"{split}_{self.glue.metrics[0]}"
+
+    def build_model(self) -> BertForSequenceClassification:
+        """The pretrained encoder (or random weights) and a fresh head; seeded by the caller."""
+        cfg = self.cfg
+        if self.folder is None:
+            model = BertForSequenceClassification(self.config)
+        else:
+            model = load_folder(self.folder, "BertForSequenceClassification", self.glue.num_labels)
+            model.config.classifier_pooling = cfg.pooling
+        set_dropout(model, cfg.dropout)
+        if cfg.freeze_embeddings and self.folder is not None:
+            model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+        return model
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg), "bert_config": asdict(self.config)}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tokenizer.save(folder / "tokenizer")  # what --resume reloads
+
+    def check_resume(self, resume: Resume) -> None:
+        if "fit" not in resume.meta:  # bert's own layout, before shared.trainer
+            raise CheckpointError(
+                f"{resume.checkpoint} was saved in bert's layout from before shared.trainer; "
+                "an older bert resumes it, or start the run again"
+            )
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay=cfg.decay)  # fmt: skip
+
+    def reserve_seconds(self, state: FitState) -> float:
+        return self.task.eval_seconds  # the final evaluation's time
+
+    def finish(self, trained: Trained) -> None:
+        """<run>/model/ in transformers' format: the kept (best) weights, for `bert eval`."""
+        kept = load_checkpoint(trained.run.checkpoints / "best", framework="torch")
+        model = copy.deepcopy(trained.model)  # the final checkpoint keeps the last weights
+        model.load_state_dict(kept.model)
+        save_folder(model, trained.run.folder / "model", self.tokenizer)
+
+    def report(self, trained: Trained) -> dict[str, Path]:
+        best, run = trained.state.best or {}, trained.run
+        reported = {k: v for k, v in best.items() if k.startswith(("select", "dev"))}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in reported.items())
+        print(f"best model (chosen on the held-out training rows) at step "
+              f"{trained.state.best_step}: {shown}")  # fmt: skip
+        accuracies = [k for k in best if k.endswith("accuracy")]
+        title = f"{self.cfg.task}: accuracy while fine-tuning"
+        run.plot_metrics("accuracy.png", accuracies, title=title)
+        run.plot_metrics("loss.png", ["loss", "dev_loss", "select_loss"], title="loss", logy=True)
+        return {"model (transformers' format)": run.folder / "model"}
+
+    def training_task(self) -> TrainingTask:
+        cfg = self.cfg
+        return TrainingTask(
+            stage=STAGE,
+            config=cfg,
+            task=self.task,
+            build_model=self.build_model,
+            build_optimizer=lambda model: make_optimizer(model, cfg),
+            schedule=self.schedule,
+            checkpoint_meta=self.checkpoint_meta,
+            write_run_files=self.write_run_files,
+            shard_units=lambda model: list(model.bert.layers),  # one FSDP unit per layer
+            grad_clip=cfg.grad_clip,
+            item_name="sent",
+            description=f"bert on {self.glue.name} from {self.source}",
+            sampler=self.task.sampler,
+            keep_best=KeepBest(self.selected_by, "max", cfg.patience),
+            evaluate_at_end=True,
+            reserve_seconds=self.reserve_seconds,
+            check_resume=self.check_resume,
+            resume_command="uv run --package bert finetune",
+            finish=self.finish,
+            report=self.report,
+        )
 
 
-def prepare(cfg: FinetuneConfig) -> Prepared:
-    """The task, the machine's setup, the model from --init and the tokenized data."""
+def run_tokenizer(vocab: Path, resume: Resume | None) -> BertTokenizer:
+    """--init's vocabulary, or (resuming) the run's own copy of it."""
+    if resume is not None and (resume.run_folder / "tokenizer" / "vocab.txt").is_file():
+        return BertTokenizer.from_folder(resume.run_folder / "tokenizer")
+    return BertTokenizer.from_folder(vocab)
+
+
+def prepare(
+    cfg: FinetuneConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """`bert finetune`'s task: the GLUE task, --init's vocabulary and config, the tokenized
+    splits. The weights load in `build_model`, after the trainer seeds."""
     task = get_task(cfg.task)
     registry_dataset(task)  # a task without data fails now, before the model loads
-    env = setup(cfg)
-    model, tokenizer, source = build_model(cfg, task)
-    total = sum(p.numel() for p in model.parameters())
-    print(f"init: {source}; {total / 1e6:.1f}M weights")
-    print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
+    folder, vocab, source = init_source(cfg)
+    tokenizer = run_tokenizer(vocab, resume)
+    config = classifier_config(cfg, task, folder, tokenizer)
     splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed, cfg.train_rows)
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"
     )
-    return Prepared(task, env, model, tokenizer, splits)
-
-
-def train(
-    cfg: FinetuneConfig,
-    run: Run,
-    task: GlueTask,
-    model: BertForSequenceClassification,
-    tokenizer: BertTokenizer,
-    splits: dict[str, Rows],
-    env: Setup,
-) -> dict[str, float]:
-    """Fine-tune `model` on `splits`; keep the best model in <run>/model/; return its scores."""
-    set_dropout(model, cfg.dropout)
-    if cfg.freeze_embeddings and cfg.init != "none":
-        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    model.to(env.device)
-    job = ClassificationTask(cfg, task, splits, tokenizer.pad_id)
-    optimizer = make_optimizer(model, cfg)
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
-    split = "select" if len(splits["select"]) else "dev"
-    selection = Selection(f"{split}_{task.metrics[0]}", cfg.patience)
-    if cfg.resume:
-        resume_from(cfg.resume, cfg.lr, model, optimizer, state, job, selection)
-
-    def save(s: FitState, name: str | None = None) -> Path:
-        """The latest state (for --resume) and, when the newest evaluation is best, the model."""
-        if selection.judge(job.history, s.step):
-            save_folder(model, run.folder / "model", tokenizer)
-        folder = run.checkpoints / (name or f"step_{s.step:06d}")
-        return save_state(folder, model, optimizer, s, job, selection)
-
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay=cfg.decay),
-        grad_clip=cfg.grad_clip, item_name="sent",
-        reserve_seconds=lambda s: job.eval_seconds,  # the final evaluation's time
-    )  # fmt: skip
-    with StopSignals() as signals:
-        fit(job, model, optimizer, cfg, settings, run, state, env.device, env.precision,
-            save=save, stop=StopWhen(signals, selection))  # fmt: skip
-        if signals.requested:
-            folder = save(state, "interrupted")
-            print(f"saved {folder}; resume with: uv run --package bert finetune "
-                  f"--resume {run.folder} (and the same options)")  # fmt: skip
-            raise SystemExit(signals.exit_code)
-        if state.step % cfg.eval_interval:  # the last steps have not been evaluated yet
-            job.evaluate(model, lambda: autocast(env.device, env.precision))
-            run.log(state.step, **job.history[-1])
-        save(state, "final")
-    return selection.best
-
-
-def save_state(folder: Path, model, optimizer, state: FitState, job: ClassificationTask,
-               selection: Selection) -> Path:  # fmt: skip
-    meta = {"step": state.step, "elapsed": state.elapsed, "sampler": job.sampler.state_dict(),
-            "history": job.history, "best": selection.best,
-            "evals_since_best": selection.evals_since_best,
-            "generator": state.generator.get_state().tolist(),
-            "torch_rng": torch.get_rng_state().tolist()}  # dropout draws from it  # fmt: skip
-    return save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), meta)
-
-
-def resume_from(ref: str, lr: float, model, optimizer, state: FitState,
-                job: ClassificationTask, selection: Selection) -> None:  # fmt: skip
-    """Load the latest checkpoint of the run `ref` into everything that changes as it trains."""
-    checkpoint_folder = find_checkpoint("bert", ref)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    checkpoint = load_checkpoint(checkpoint_folder, expected, framework="torch")
-    model.load_state_dict(checkpoint.model)
-    optimizer.load_state_dict(checkpoint.optimizer)
-    for group in optimizer.param_groups:
-        group["peak_lr"] = lr  # this command's rate, as gpt's resume does
-    meta = checkpoint.meta
-    state.step, state.elapsed = meta["step"], meta["elapsed"]
-    state.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
-    torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-    job.sampler.load_state_dict(meta["sampler"])
-    job.history = list(meta["history"])
-    selection.best, selection.evals_seen = dict(meta["best"]), len(job.history)
-    selection.evals_since_best = meta["evals_since_best"]
-    print(f"resumed from {checkpoint_folder} at step {state.step}")
+    return FinetuneRun(cfg, task, tokenizer, splits, config, folder, source).training_task()

@@ -23,26 +23,28 @@ phrases, though not a better encoder in ten minutes (docs/measurements.md).
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bert.batching import EpochBatches
+from bert.batching import epoch_sampler
 from bert.hf import save_folder
 from bert.masking import mask_tokens
 from bert.model import BertConfig, BertForMaskedLM
 from bert.tokenize import BertTokenizer, pad_rows
-from shared.checkpoint import save_checkpoint
-from shared.config import option
-from shared.device import autocast
+from shared.config import config_to_dict, option
 from shared.errors import UsageError
-from shared.fit import FitSettings, FitState, fit
-from shared.runs import Run
-from shared.training import RunOptions, StopSignals, lr_factor, setup
+from shared.fit import FitState
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import RunOptions, Setup, lr_factor
 from tokenizers_fromscratch.wordpiece import WordPieceTokenizer
+
+STAGE = "bert"
 
 
 @dataclass
@@ -141,7 +143,7 @@ class MaskedLMTask:
             raise UsageError(f"the corpus has {len(rows)} rows: too few for --val_rows "
                              f"{cfg.val_rows} and --batch_size {cfg.batch_size}")  # fmt: skip
         self.train_rows, self.val_rows = rows[:split], rows[split:]
-        self.sampler = EpochBatches([len(r[0]) for r in self.train_rows], cfg.batch_size, cfg.seed)
+        self.sampler = epoch_sampler([len(r[0]) for r in self.train_rows], cfg.batch_size, cfg.seed)
         self.eval_seconds = 5.0  # a guess until the first evaluation is timed
 
     def mask(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
@@ -195,7 +197,7 @@ class MaskedLMTask:
 
 
 # ----------------------------------------------------------------------------------------------
-# The command
+# The command's preparation
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> BertTokenizer:
@@ -214,57 +216,114 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
     return optimizer
 
 
-def run_pretrain(cfg: PretrainConfig, run: Run, texts: list[str]) -> dict[str, float]:
-    env = setup(cfg)
-    print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
-    started = time.perf_counter()
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    print(f"WordPiece: {tokenizer.vocab_size} tokens from {len(texts):,} sentences "
-          f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed))
-    if cfg.pack:
-        pieces = [tokenizer.wordpiece.encode(texts[i]) for i in order.tolist()]
-        rows = pack_rows(pieces, cfg.max_length, tokenizer.cls_id, tokenizer.sep_id)
-        print(f"packed {len(texts):,} sentences into {len(rows):,} rows of up to "
-              f"{cfg.max_length} tokens")  # fmt: skip
-    else:
-        rows = [tokenizer.encode(texts[i], max_length=cfg.max_length) for i in order.tolist()]
+def model_config(cfg: PretrainConfig, vocab_size: int) -> BertConfig:
     m = cfg.model
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=m.hidden_size,
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=m.hidden_size,
         num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
         intermediate_size=m.intermediate_size, max_position_embeddings=max(cfg.max_length, 128),
         hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
     )  # fmt: skip
-    model = BertForMaskedLM(config).to(env.device)
-    print(f"BertForMaskedLM: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M weights")
-    job = MaskedLMTask(cfg, tokenizer, rows)
-    optimizer = make_optimizer(model, cfg)
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
-    elapsed_before = time.perf_counter() - started  # the tokenizer's time counts too
 
-    def save(s: FitState, name: str | None = None) -> Path:
-        state_dict = {k: v for k, v in model.state_dict().items() if k != "head.decoder_weight"}
-        meta = {"step": s.step, "elapsed": s.elapsed, "sampler": job.sampler.state_dict()}
-        return save_checkpoint(run.checkpoints / (name or f"step_{s.step:06d}"), state_dict,
-                               optimizer.state_dict(), meta)  # fmt: skip
 
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay="linear"),
-        grad_clip=cfg.grad_clip, item_name="tok",
-        reserve_seconds=lambda s: elapsed_before + job.eval_seconds,
-    )  # fmt: skip
-    with StopSignals() as stop:
-        fit(job, model, optimizer, cfg, settings, run, state, env.device, env.precision,
-            save=save, stop=stop)  # fmt: skip
-        final = job.evaluate(model, lambda: autocast(env.device, env.precision))
-        run.log(state.step, **final)
-        save_folder(model, run.folder / "model", tokenizer)
-        if stop.requested:
-            print(f"saved {save(state, 'interrupted')} and {run.folder / 'model'}")
-            raise SystemExit(stop.exit_code)
-    print(f"final: val loss {final['val_loss']:.4f}, masked-token accuracy "
-          f"{final['val_accuracy']:.2%} after {state.step} steps")  # fmt: skip
-    return final
+def make_rows(cfg: PretrainConfig, texts: list[str],
+              tokenizer: BertTokenizer) -> list[tuple[list[int], list[int]]]:  # fmt: skip
+    """The sentences in a seeded random order, one row each or packed (`--pack`)."""
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed))
+    if not cfg.pack:
+        return [tokenizer.encode(texts[i], max_length=cfg.max_length) for i in order.tolist()]
+    pieces = [tokenizer.wordpiece.encode(texts[i]) for i in order.tolist()]
+    rows = pack_rows(pieces, cfg.max_length, tokenizer.cls_id, tokenizer.sep_id)
+    print(f"packed {len(texts):,} sentences into {len(rows):,} rows of up to "
+          f"{cfg.max_length} tokens")  # fmt: skip
+    return rows
+
+
+def run_tokenizer(cfg: PretrainConfig, texts: list[str], resume: Resume | None) -> BertTokenizer:
+    """A WordPiece vocabulary trained on the corpus, or (resuming) the run's own."""
+    if resume is not None:
+        return BertTokenizer.from_folder(resume.run_folder / "tokenizer")
+    started = time.perf_counter()
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    print(f"WordPiece: {tokenizer.vocab_size} tokens from {len(texts):,} sentences "
+          f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
+    return tokenizer
+
+
+@dataclass
+class PretrainRun:
+    """What `bert pretrain` declares to `shared.trainer`: the model, its files, its after-work."""
+
+    cfg: PretrainConfig
+    tokenizer: BertTokenizer
+    task: MaskedLMTask
+    prepared_seconds: float  # the tokenizer's and the rows' time: the time limit covers it
+
+    @property
+    def model_config(self) -> BertConfig:
+        return model_config(self.cfg, self.tokenizer.vocab_size)
+
+    def build_model(self) -> BertForMaskedLM:
+        return BertForMaskedLM(self.model_config)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg), "bert_config": asdict(self.model_config)}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tokenizer.save(folder / "tokenizer")  # what --resume reloads
+
+    def reserve_seconds(self, state: FitState) -> float:
+        return self.prepared_seconds + self.task.eval_seconds  # and the final evaluation's
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay="linear")  # fmt: skip
+
+    def finish(self, trained: Trained) -> dict[str, float]:
+        """The final evaluation, logged, and the model in transformers' format for finetune."""
+        final = self.task.evaluate(trained.model, trained.precision_ctx)
+        trained.run.log(trained.state.step, **final)
+        save_folder(trained.model, trained.run.folder / "model", self.tokenizer)
+        return final
+
+    def report(self, trained: Trained) -> dict[str, Path]:
+        final, run = trained.final, trained.run
+        print(f"final: val loss {final['val_loss']:.4f}, masked-token accuracy "
+              f"{final['val_accuracy']:.2%} after {trained.state.step} steps")  # fmt: skip
+        run.plot_metrics("mlm_loss.png", ["loss", "val_loss"], title="masked-LM loss", logy=True)
+        return {"model (transformers' format)": run.folder / "model"}
+
+
+def prepare(
+    cfg: PretrainConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """`bert pretrain`'s task: the corpus, the WordPiece vocabulary, the rows, the MLM task."""
+    texts = load_corpus(cfg)
+    started = time.perf_counter()
+    tokenizer = run_tokenizer(cfg, texts, resume)
+    rows = make_rows(cfg, texts, tokenizer)
+    task = MaskedLMTask(cfg, tokenizer, rows)
+    job = PretrainRun(cfg, tokenizer, task, time.perf_counter() - started)
+    return TrainingTask(
+        stage=STAGE,
+        config=cfg,
+        task=task,
+        build_model=job.build_model,
+        build_optimizer=lambda model: make_optimizer(model, cfg),
+        schedule=job.schedule,
+        checkpoint_meta=job.checkpoint_meta,
+        write_run_files=job.write_run_files,
+        shard_units=lambda model: list(model.bert.layers),
+        grad_clip=cfg.grad_clip,
+        item_name="tok",
+        description=(
+            f"BertForMaskedLM on {len(task.train_rows):,} rows ({len(task.val_rows):,} held "
+            f"out), vocabulary {tokenizer.vocab_size}"
+        ),
+        sampler=task.sampler,
+        reserve_seconds=job.reserve_seconds,
+        resume_command="uv run --package bert pretrain",
+        finish=job.finish,
+        report=job.report,
+    )
