@@ -82,14 +82,14 @@ def test_zero2_resumes_under_zero3_with_the_same_losses(runs, text_file):
     assert resumed == pytest.approx(one, rel=1e-5)
 
 
-def test_a_checkpoint_without_optimizer_state_is_refused(runs, text_file, capsys):
-    """`gpt train`'s own checkpoints keep no kit loop state: sampled from, not resumed."""
+def test_a_run_of_the_stages_own_loop_is_resumed_by_its_stage(runs, text_file, capsys):
+    """`gpt train`'s own run is resumed by `gpt train --resume`: the kit says so."""
     gpt = ["--stage=gpt", *TINY, f"--text_file={text_file}", "--max_steps=3", "--run_name=own",
            "--sample_length=0"]  # fmt: skip
     assert run_command("train", gpt) == 0
     capsys.readouterr()
     assert kit(f"--resume={runs / 'gpt' / 'own'}", "--max_steps=6") == 2
-    assert "holds weights only" in capsys.readouterr().err
+    assert "resume it with that stage's command" in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_every_worker_at_a_step_and_the_run_resumes_exactly(runs, text_file):
@@ -110,7 +110,7 @@ def test_ctrl_c_stops_every_worker_at_a_step_and_the_run_resumes_exactly(runs, t
         time.sleep(0.05)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]
-    assert f"resume with: uv run --package training_kit train --resume {folder}" in out
+    assert f"resume with: uv run --package training_kit train --resume={folder}" in out
     stopped = json.loads((folder / "checkpoints" / "interrupted" / "meta.json").read_text())
     assert stopped["step"] >= 5 and max(losses(folder)) == stopped["step"]
 
@@ -144,7 +144,7 @@ def test_a_char_lstm_split_over_two_processes_resumes_in_one_with_its_streams_st
                "--max_steps=3", "--run_name=split") == 0  # fmt: skip
     meta = json.loads((runs / "seq_models" / "split" / "checkpoints" / "final" / "meta.json")
                       .read_text())  # fmt: skip
-    h, c = meta["sampler"]["carry"]
+    h, c = meta["fit"]["sampler"]["carry"]
     assert (len(h), len(h[0]), len(h[0][0])) == (2, 4, 32)  # (layers, all 4 streams, H)
     assert kit("--resume=split", "--max_steps=6", "--run_name=joined") == 0
     assert kit("--task=seq_models", "--", *tiny, "--max_steps=6", "--run_name=one") == 0

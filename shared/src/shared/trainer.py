@@ -27,7 +27,9 @@ dropout masks and the learning rates the uninterrupted one would have: its losse
 (tests/test_workspace_resume.py checks every stage's command with a real SIGINT).
 
 Stages whose loop is their lesson (mlp, seq_models) keep their loop and take the pieces:
-`find_resume`, `restore`, `checkpoint_meta`, `continue_metrics`, `stop_and_exit`.
+`find_resume`, `restore`, `checkpoint_meta`, `continue_metrics`, `stop_and_exit`. training_kit,
+whose engines shard the model and the optimizer, takes `restore`'s parts: `load_weights` (into
+the whole model, before sharding) and `restore_state` (the loop's state and the RNGs).
 """
 
 import dataclasses
@@ -89,20 +91,33 @@ def resumed_config(
     return parse_config(config_cls, argv, prog=prog, saved=saved)
 
 
-def restore(resume: Resume, model: Any, optimizer: Any, state: FitState) -> None:
-    """Put the checkpoint back: weights (shapes checked), optimizer, the loop's state and every
-    global RNG. The optimizer keeps this command's `COMMAND_WINS` settings."""
-    import torch
-
+def load_weights(resume: Resume, model: Any) -> Any:
+    """The checkpoint's weights into `model` (shapes checked); returns the `Checkpoint` (its
+    optimizer state and meta). A distributed engine calls it on the whole model, before it
+    shards the weights, and loads the optimizer its own way."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     checkpoint = load_checkpoint(resume.checkpoint, expected=expected, framework="torch")
     model.load_state_dict(checkpoint.model)
+    return checkpoint
+
+
+def restore(resume: Resume, model: Any, optimizer: Any, state: FitState) -> None:
+    """Put the checkpoint back: weights (shapes checked), optimizer, the loop's state and every
+    global RNG. The optimizer keeps this command's `COMMAND_WINS` settings."""
+    checkpoint = load_weights(resume, model)
     if optimizer is not None and checkpoint.optimizer is not None:
         ours = [{k: g[k] for k in COMMAND_WINS if k in g} for g in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint.optimizer)
         for group, settings in zip(optimizer.param_groups, ours, strict=True):
             group.update(settings)
-    meta = checkpoint.meta
+    restore_state(checkpoint.meta, state)
+
+
+def restore_state(meta: dict[str, Any], state: FitState) -> None:
+    """The loop's state and every global RNG from a checkpoint's meta (`restore`'s last part;
+    a loop with its own engine or its own state calls it alone)."""
+    import torch
+
     if "fit" in meta:
         state.load_state_dict(meta["fit"])
     else:  # a gpt checkpoint from before this layout: step, elapsed and the batch generator
@@ -127,7 +142,7 @@ def continue_metrics(run: Run, resume: Resume, step: int) -> None:
 def checkpoint_meta(stage_meta: dict[str, Any], state: FitState) -> dict[str, Any]:
     """The one checkpoint layout: the stage's meta, then the loop's state and every RNG."""
     meta = {**stage_meta, "step": state.step, "elapsed": state.elapsed}
-    if state.sampler is not None:
+    if getattr(state.sampler, "epochs_done", None) is not None:  # not a stream's position
         meta["epoch"] = state.sampler.epochs_done
     meta["metrics"] = state.best or {}
     meta["fit"] = state.state_dict()
@@ -140,7 +155,7 @@ def stop_and_exit(
 ) -> None:
     """After a Ctrl-C or SIGTERM: say what was saved and how to go on, and exit 130 or 143."""
     where = f"step {state.step} ({state.elapsed:.0f}s of training"
-    if state.sampler is not None:
+    if getattr(state.sampler, "epochs_done", None) is not None:
         where += f", epoch {state.sampler.epochs_done:.2f}"
     print(
         f"interrupted at {where}); saved {saved}\n"

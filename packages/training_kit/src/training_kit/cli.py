@@ -18,11 +18,11 @@ import json
 import sys
 
 from shared.atomic import write_text_atomic
-from shared.checkpoint import read_meta
 from shared.config import format_help
 from shared.errors import UsageError
 from shared.runs import Run, latest_checkpoint
 from shared.tasks import TrainingTask, available_tasks, load_training_task
+from shared.trainer import Resume, continue_metrics, find_resume
 from training_kit.launch import WorkersFailed, check_port, launch_workers
 from training_kit.options import KIT_KEYS, KitOptions, parse_kit, split_argv, usable_cores
 from training_kit.options import kit_argv as kit_argv_of
@@ -78,17 +78,17 @@ def train(argv: list[str]) -> int:
               "slower than fewer, but it runs", file=sys.stderr)  # fmt: skip
     check_tracker(kit.tracker)
     port = check_port(kit.port) if kit.strategy != "single" else 0
-    earlier: list[dict] = []
+    resume = None
     if kit.resume is not None:
-        stage_argv, earlier = prepare_resume(kit, kit_argv, stage_argv)
+        stage_argv, resume = prepare_resume(kit, kit_argv, stage_argv)
     training = load_training_task(kit.task, stage_argv)  # the stage checks its options and data
     check_strategy(kit, training)
 
     run = Run.start(training.stage, training.config, name=training.config.run_name)
     write_text_atomic(run.folder / "training_kit.json", json.dumps(vars(kit), indent=2))
     training.write_run_files(run.folder)
-    if earlier:  # a resumed run's curve starts with the steps it continues from
-        write_text_atomic(run.metrics_path, "".join(json.dumps(m) + "\n" for m in earlier))
+    if resume is not None:  # a resumed run's curve starts with the steps it continues from
+        continue_metrics(run, resume, resume.step)
     kit.run_folder = str(run.folder)
     if kit.strategy == "single":
         from training_kit.worker import work
@@ -132,26 +132,34 @@ def saved_options(config: dict, prefix: str = "") -> list[str]:
     return argv
 
 
-def prepare_resume(kit: KitOptions, kit_argv: list[str], stage_argv: list[str]):
+def prepare_resume(
+    kit: KitOptions, kit_argv: list[str], stage_argv: list[str]
+) -> tuple[list[str], Resume]:
     """Point `kit.resume` at the run's latest checkpoint; returns the task's options (the run's,
-    then this command's) and the run's metrics up to that checkpoint."""
+    then this command's) and the checkpoint (`shared.trainer.Resume`)."""
     from training_kit.compare import find_run
 
     folder = find_run(kit.resume)
-    checkpoint = latest_checkpoint(folder)
-    meta = read_meta(checkpoint)
-    if "loop" not in meta or not (checkpoint / "optimizer.safetensors").is_file():
-        raise UsageError(f"{checkpoint} holds weights only (saved by the stage's own loop, or "
-                         "before a first step): it can be sampled from, not resumed")  # fmt: skip
+    if not (folder / "training_kit.json").is_file():
+        raise UsageError(
+            f"{folder} was trained by its stage's own loop: resume it with that stage's "
+            f"command (uv run --package {folder.parent.name} train --resume={folder})"
+        )
+    resume = find_resume(folder.parent.name, folder)
+    if (
+        not ({"fit", "loop"} & resume.meta.keys())
+        or not (resume.checkpoint / "optimizer.safetensors").is_file()
+    ):
+        raise UsageError(f"{resume.checkpoint} holds weights only (saved before a first step): "
+                         "it can be sampled from, not resumed")  # fmt: skip
     saved_kit = json.loads((folder / "training_kit.json").read_text())
     if not any(a.startswith("--task") for a in kit_argv):
         kit.task = saved_kit["task"]
-    kit.resume = str(checkpoint.resolve())
+    kit.resume = str(resume.checkpoint.resolve())
     saved = json.loads((folder / "config.json").read_text())
-    earlier = [m for m in Run(folder).metrics() if m["step"] <= meta["step"]]
-    print(f"resuming {folder} from {checkpoint.name} (step {meta['step']}, saved under "
+    print(f"resuming {folder} from {resume.checkpoint.name} (step {resume.step}, saved under "
           f"{saved_kit['strategy']} x {saved_kit['num_processes']})", flush=True)  # fmt: skip
-    return [*saved_options(saved), *stage_argv], earlier
+    return [*saved_options(saved), *stage_argv], resume
 
 
 def last_checkpoint_note(run: Run) -> str:

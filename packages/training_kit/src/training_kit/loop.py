@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from shared.device import autocast
-from shared.fit import to_device
+from shared.fit import FitState, to_device
 from shared.tasks import TrainingTask
 from training_kit.strategies import Engine
 
@@ -104,23 +104,12 @@ def average_gradients(model: torch.nn.Module) -> None:
 
 
 @dataclass
-class LoopState:
-    step: int = 0
-    elapsed: float = 0.0  # seconds of training, this process's clock
-    generator: torch.Generator | None = None  # draws the batches; a checkpoint keeps its state
+class LoopState(FitState):
+    """`shared.fit.FitState` (step, elapsed, the batch generator, the data's position: what a
+    checkpoint keeps, in the one layout) and what this loop alone reports back."""
+
     last_eval: dict[str, float] | None = None
     interrupted: bool = False  # a signal stopped the loop (no final evaluation then)
-
-    def state_dict(self) -> dict[str, Any]:
-        assert self.generator is not None
-        return {"step": self.step, "elapsed": self.elapsed,
-                "generator": self.generator.get_state().tolist()}  # fmt: skip
-
-    @classmethod
-    def from_state_dict(cls, saved: dict[str, Any]) -> "LoopState":
-        generator = torch.Generator()
-        generator.set_state(torch.tensor(saved["generator"], dtype=torch.uint8))
-        return cls(step=saved["step"], elapsed=saved["elapsed"], generator=generator)
 
 
 def train(
