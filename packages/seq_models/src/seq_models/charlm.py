@@ -14,7 +14,9 @@ training loop is in cli.py. What this leaves out: tokenisation beyond single cha
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -125,6 +127,42 @@ def tbptt_batches(
     x, y = streams(ids, batch_size, offset)  # (B, n) each
     for start in range(0, x.shape[1], seq_len):
         yield x[:, start : start + seq_len], y[:, start : start + seq_len]  # (B, T) each
+
+
+class TextPosition:
+    """Where a TBPTT run stands in its text: the epoch, its window offset, the next window, the
+    state the streams carry into it, and the generator that draws each new epoch's offset.
+
+    `seq_models train` gives it to `shared.fit.FitState` as its `sampler`, so the one checkpoint
+    layout (`shared.trainer.checkpoint_meta`) saves it and `restore` puts it back: a resumed
+    run reads the next window with the right state and draws the same offsets."""
+
+    def __init__(self, seed: int, seq_len: int, device: torch.device | str = "cpu") -> None:
+        self.epoch, self.offset, self.window = 0, 0, 0
+        self.carry: State | None = None  # (h, c): (layers, B, H) each
+        self.seq_len, self.device = seq_len, device
+        self.rng = np.random.default_rng(seed)  # draws each epoch's window offset
+
+    def next_epoch(self) -> None:
+        """The next epoch reads windows with new edges, from the first one, with no state."""
+        self.epoch, self.window, self.carry = self.epoch + 1, 0, None
+        self.offset = int(self.rng.integers(self.seq_len))
+
+    def state_dict(self) -> dict[str, Any]:
+        carry = None if self.carry is None else [t.tolist() for t in self.carry]
+        dtype = None if self.carry is None else str(self.carry[0].dtype).removeprefix("torch.")
+        return {"epoch": self.epoch, "offset": self.offset, "window": self.window,
+                "carry": carry, "carry_dtype": dtype,
+                "offset_rng": self.rng.bit_generator.state}  # fmt: skip
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.epoch, self.offset, self.window = saved["epoch"], saved["offset"], saved["window"]
+        self.rng.bit_generator.state = saved["offset_rng"]
+        self.carry = None
+        if saved["carry"] is not None:  # (layers, B, H) each, in the dtype it was saved in
+            dtype = getattr(torch, saved["carry_dtype"])
+            h, c = (torch.tensor(t, dtype=dtype, device=self.device) for t in saved["carry"])
+            self.carry = (h, c)
 
 
 @torch.no_grad()

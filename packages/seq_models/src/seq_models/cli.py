@@ -13,11 +13,10 @@ validation split every `--eval-interval` steps, on all of it at the end, and pri
 """
 
 import itertools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from seq_models.charlm import (
     CharLM,
     CharLMConfig,
     CharVocab,
+    TextPosition,
     detach_state,
     generate,
     lm_loss,
@@ -37,8 +37,17 @@ from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
 from shared.device import autocast
 from shared.errors import CheckpointError, DatasetError, UsageError
+from shared.fit import FitState
 from shared.runs import Run, find_checkpoint
-from shared.seeding import rng_state, set_rng_state
+from shared.trainer import (
+    Resume,
+    checkpoint_meta,
+    continue_metrics,
+    find_resume,
+    restore,
+    resumed_config,
+    stop_and_exit,
+)
 from shared.training import RunOptions, StopSignals, lr_factor, prune_checkpoints, setup
 
 STAGE = "seq_models"
@@ -104,43 +113,34 @@ def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
 
 
 def train(argv: list[str]) -> None:
-    cfg = parse_config(
-        TrainConfig, argv, prog="seq_models train", description=__doc__.split("\n\n")[0]
-    )
-    resume_from, resumed = None, None
+    """The written-out TBPTT loop (the stage's lesson); the setup, the checkpoint layout, Ctrl-C
+    and resume are the pieces every stage shares (`shared.training`, `shared.trainer`)."""
+    prog, description = "seq_models train", __doc__.split("\n\n")[0]
+    cfg = parse_config(TrainConfig, argv, prog=prog, description=description)
+    resume = None
     if cfg.resume:  # the run's own config, under this command's options
-        resume_from = find_checkpoint(STAGE, cfg.resume)
-        resumed = load_checkpoint(resume_from, framework="torch")
-        cfg = parse_config(TrainConfig, argv, prog="seq_models train", saved=resumed.meta["config"])
+        resume = find_resume(STAGE, cfg.resume)
+        cfg = resumed_config(TrainConfig, argv, prog, resume)
     env = setup(cfg)  # threads, device, precision (and why), seeds
     device, precision = env.device, env.precision
     splits, dataset, note = load_text(cfg.dataset)
     cfg.dataset = dataset  # the config printed and saved says what really runs
-    run = Run.start(STAGE, cfg, name=cfg.run_name)
     vocab = CharVocab.from_text(splits["train"] + splits["val"])
+    if resume is not None:  # before the run folder: a refused checkpoint leaves none behind
+        check_resumable(resume, vocab)
+    run = Run.start(STAGE, cfg, name=cfg.run_name)
     train_ids = vocab.encode(splits["train"]).to(device)  # (N_train,)
     val_ids = vocab.encode(splits["val"]).to(device)  # (N_val,)
     model = CharLM(len(vocab), cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)  # draws each epoch's window offset
-    # Where training stands: the next window of which epoch (and its offset), and the state the
-    # streams carry into it. A checkpoint saves all of it, so a resumed run continues exactly.
-    step, epoch, offset, window, carry, elapsed = 0, 0, 0, 0, None, 0.0
-    if resumed is not None:
-        if resumed.meta["vocab"] != vocab.chars:
-            raise CheckpointError(f"checkpoint {resume_from} was trained on another text")
-        model.load_state_dict(resumed.model)
-        opt.load_state_dict(resumed.optimizer["adam"])
-        carried = resumed.optimizer["carry"]  # empty when saved between two epochs
-        carry = (carried["h"].to(device), carried["c"].to(device)) if carried else None
-        position = resumed.meta["position"]
-        step, epoch, offset, window = (position[k] for k in ("step", "epoch", "offset", "window"))
-        elapsed = resumed.meta["train_seconds"]
-        rng.bit_generator.state = resumed.meta["offset_rng"]
-        set_rng_state(resumed.meta["rng"])
-        earlier = [m for m in Run(resume_from.parent.parent).metrics() if m["step"] <= step]
-        with open(run.metrics_path, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(m) + "\n" for m in earlier)
+    # Where training stands: the step, the seconds, and in the text (`TextPosition`: the next
+    # window of which epoch, its offset, the state the streams carry into it). A checkpoint
+    # saves all of it, so a resumed run continues exactly.
+    pos = TextPosition(cfg.seed, cfg.seq_len, device)
+    state = FitState(sampler=pos)
+    if resume is not None:
+        restore(resume, model, opt, state)  # weights, Adam, position, every RNG
+        continue_metrics(run, resume, state.step)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{dataset}: {len(train_ids):,} train / {len(val_ids):,} val characters, vocabulary "
@@ -150,97 +150,77 @@ def train(argv: list[str]) -> None:
     )
     if note:  # last, just before training, where it cannot scroll away
         print(note, flush=True)
+    meta = {"config": config_to_dict(cfg), "model": config_to_dict(cfg.model),
+            "vocab": vocab.chars, "dataset": dataset}  # fmt: skip
 
     def precision_ctx():
         return autocast(device, precision)
 
-    start = time.perf_counter() - elapsed  # a resumed run continues its time budget
+    start = time.perf_counter() - state.elapsed  # a resumed run continues its time budget
     val_loss = float("nan")
 
     def finished() -> bool:
         over_time = cfg.time_limit and time.perf_counter() - start >= cfg.time_limit
-        return bool(over_time or (cfg.max_steps and step >= cfg.max_steps) or stop.requested)
-
-    def save(name: str, train_seconds: float) -> Path:
-        meta = {
-            "config": config_to_dict(cfg),
-            "model": config_to_dict(cfg.model),
-            "vocab": vocab.chars,
-            "dataset": dataset,
-            "step": step,
-            "val_loss": val_loss,
-            "train_seconds": train_seconds,
-            "position": {"step": step, "epoch": epoch, "offset": offset, "window": window},
-            "offset_rng": rng.bit_generator.state,
-            "rng": rng_state(),
-        }
-        carried = {"h": carry[0], "c": carry[1]} if carry is not None else {}
-        return save_checkpoint(
-            run.checkpoints / name,
-            model.state_dict(),
-            optimizer={"adam": opt.state_dict(), "carry": carried},
-            meta=meta,
-        )
+        return bool(over_time or (cfg.max_steps and state.step >= cfg.max_steps) or stop.requested)
 
     # The loop stays written out here: carrying each stream's state from one window to the
     # next (truncated backpropagation through time) is this stage's lesson. The options, the
-    # schedule and the handling of Ctrl-C are the ones every stage shares.
+    # schedule, the checkpoints and the handling of Ctrl-C are the ones every stage shares.
     stop = StopSignals()
     with stop, run.progress(cfg.max_steps or None, desc="train", item_name="char") as bar:
         while not finished():
-            windows = tbptt_batches(train_ids, cfg.batch_size, cfg.seq_len, offset)
-            for x, y in itertools.islice(windows, window, None):  # (resumed: from `window`)
-                lr = learning_rate(cfg, step, time.perf_counter() - start)
+            windows = tbptt_batches(train_ids, cfg.batch_size, cfg.seq_len, pos.offset)
+            for x, y in itertools.islice(windows, pos.window, None):  # (resumed: from `window`)
+                lr = learning_rate(cfg, state.step, time.perf_counter() - start)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with precision_ctx():
-                    logits, carry = model(x, carry)  # (B, T, V)
+                    logits, pos.carry = model(x, pos.carry)  # (B, T, V)
                 loss = lm_loss(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                carry = detach_state(carry)  # carry the values, stop the gradients
-                step, window = step + 1, window + 1
+                pos.carry = detach_state(pos.carry)  # carry the values, stop the gradients
+                state.step, pos.window = state.step + 1, pos.window + 1
                 bar.advance(loss=loss.item(), items=y.numel())
-                run.log(step, loss=loss.item(), lr=lr, epoch=epoch)
-                if step % cfg.eval_interval == 0:
+                run.log(state.step, loss=loss.item(), lr=lr, epoch=pos.epoch)
+                if state.step % cfg.eval_interval == 0:
                     val_loss = evaluate_loss(
                         model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_iters, precision_ctx
                     )
-                    run.log(step, val_loss=val_loss)
+                    run.log(state.step, val_loss=val_loss)
                     elapsed = time.perf_counter() - start
-                    bar.write(f"step {step:5d}  {elapsed:6.1f}s  val loss {val_loss:.4f}")
-                if step % cfg.save_every == 0:
-                    prune_checkpoints(
-                        save(f"step_{step:06d}", time.perf_counter() - start).parent,
-                        cfg.keep_checkpoints,
+                    bar.write(f"step {state.step:5d}  {elapsed:6.1f}s  val loss {val_loss:.4f}")
+                if state.step % cfg.save_every == 0:
+                    state.elapsed = time.perf_counter() - start
+                    save(
+                        run,
+                        f"step_{state.step:06d}",
+                        model,
+                        opt,
+                        {**meta, "val_loss": val_loss},
+                        state,
                     )
+                    prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)
                 if finished():
                     break
             else:  # the epoch is done: the next one reads windows with new edges, from zero
-                epoch, window, carry = epoch + 1, 0, None
-                offset = int(rng.integers(cfg.seq_len))
-    if stop.requested:  # Ctrl-C or SIGTERM: keep what was trained
-        checkpoint = save("interrupted", time.perf_counter() - start)
-        print(
-            f"interrupted at step {step}; saved {checkpoint}\n"
-            f"resume with: uv run --package seq_models train --resume={run.folder}",
-            flush=True,
-        )
-        raise SystemExit(stop.exit_code)
-
-    train_seconds = time.perf_counter() - start
+                pos.next_epoch()
+    state.elapsed = time.perf_counter() - start
+    if stop.requested:  # Ctrl-C or SIGTERM: keep what was trained, say how to go on
+        saved = save(run, "interrupted", model, opt, {**meta, "val_loss": val_loss}, state)
+        stop_and_exit(stop, state, saved, "uv run --package seq_models train", run.folder)
     val_loss = evaluate_loss(model, val_ids, cfg.batch_size, cfg.seq_len, None, precision_ctx)
-    run.log(step, val_loss=val_loss, full_val_loss=val_loss)
+    run.log(state.step, val_loss=val_loss, full_val_loss=val_loss)
     print(
-        f"after {step} steps ({train_seconds:.0f}s of training, {epoch + 1} epochs begun): "
-        f"val loss {val_loss:.4f} nats/char ({val_loss / np.log(2):.3f} bits/char) "
+        f"after {state.step} steps ({state.elapsed:.0f}s of training, {pos.epoch + 1} epochs "
+        f"begun): val loss {val_loss:.4f} nats/char ({val_loss / np.log(2):.3f} bits/char) "
         f"over all {len(val_ids):,} validation characters",
         flush=True,
     )
-    checkpoint = save("final", train_seconds)
+    checkpoint = save(run, "final", model, opt, {**meta, "val_loss": val_loss}, state)
     run.plot_metrics("loss.png", ["loss", "val_loss"], title=f"char LSTM on {dataset}: nats/char")
     if cfg.sample_length:
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -248,6 +228,30 @@ def train(argv: list[str]) -> None:
         ids = generate(model, vocab.encode(prompt).to(device), cfg.sample_length, 0.8, generator)
         print(f"--- sample (temperature 0.8) ---\n{vocab.decode(ids)}\n---")
     run.finish({"checkpoint": checkpoint})
+
+
+def check_resumable(resume: Resume, vocab: CharVocab) -> None:
+    """Refuse a checkpoint of another text, or one saved before the one checkpoint layout
+    (`sample` and `eval` still read those; resuming needs the position they kept elsewhere)."""
+    if resume.meta["vocab"] != vocab.chars:
+        raise CheckpointError(f"checkpoint {resume.checkpoint} was trained on another text")
+    if "fit" not in resume.meta:
+        raise CheckpointError(
+            f"checkpoint {resume.checkpoint} was saved by an older seq_models: sample from it "
+            "or evaluate it, or start a new run"
+        )
+
+
+def save(run: Run, name: str, model: CharLM, opt: Any, meta: dict[str, Any],
+         state: FitState) -> Path:  # fmt: skip
+    """checkpoints/<name> in the one layout: the stage's meta (what `load_model` reads), then
+    the step, the seconds, the position in the text and every RNG (`checkpoint_meta`)."""
+    return save_checkpoint(
+        run.checkpoints / name,
+        model.state_dict(),
+        optimizer=opt.state_dict(),
+        meta=checkpoint_meta(meta, state),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
