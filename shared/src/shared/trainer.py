@@ -87,7 +87,10 @@ def resumed_config(
     """The resumed run's config: the checkpoint's own under this command's options, so
     `--resume RUN --max_steps=2000` changes the step cap and keeps everything else. An option
     saved under an old name (`renamed`: old -> new) keeps its value under the new one."""
-    saved = {(renamed or {}).get(k, k): v for k, v in resume.meta.get("config", {}).items()}
+    config = resume.meta.get("config")
+    if config is None:  # a checkpoint from before this layout (t5's): the run's config.json
+        config = json.loads((resume.run_folder / "config.json").read_text(encoding="utf-8"))
+    saved = {(renamed or {}).get(k, k): v for k, v in config.items()}
     return parse_config(config_cls, argv, prog=prog, saved=saved)
 
 
@@ -124,7 +127,10 @@ def restore_state(meta: dict[str, Any], state: FitState) -> None:
         state.step, state.elapsed = meta["step"], meta["elapsed"]
         state.generator = state.generator or torch.Generator()
         state.generator.set_state(torch.tensor(meta["data_generator"], dtype=torch.uint8))
-    set_rng_state(meta["rng"])
+    if "rng" in meta:
+        set_rng_state(meta["rng"])
+    else:  # t5's checkpoints from before this layout saved torch's RNG (dropout's) only
+        torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
 
 
 def continue_metrics(run: Run, resume: Resume, step: int) -> None:

@@ -3,58 +3,39 @@
     uv run --package t5 pretrain                                  # tokenizer + span corruption
     uv run --package t5 finetune --tasks translate_de_en,sst2 --init RUN   # from a pretrain run
     uv run --package t5 finetune --init none                      # ... or from random weights
-    uv run --package t5 finetune --resume RUN                     # after a Ctrl-C
+    uv run --package t5 finetune --resume RUN                     # after a Ctrl-C (pretrain too)
     uv run --package t5 eval --run RUN                            # test BLEU, SST-2 dev accuracy
     uv run --package t5 generate --run RUN "translate German to English: Zwei Hunde spielen."
 
-Options are parsed and the data loaded (and, where one is trained, the tokenizer made) before
-a run folder is made, so a command that fails on any of them leaves nothing behind.
+`pretrain` and `finetune` run through `shared.trainer` (`train_command`): each module declares
+its task with `prepare(cfg, env, resume)`. Options are parsed and the data loaded (and, where
+one is trained, the tokenizer made) before a run folder is made, so a command that fails on any
+of them leaves nothing behind.
 """
 
 from dataclasses import dataclass
 
 from shared.config import option, parse_config
 from shared.runs import Run
+from shared.trainer import train_command
 
 STAGE = "t5"
 
 
 def pretrain(argv: list[str]) -> None:
-    from t5.pretrain import PretrainConfig, prepare, run_pretrain
+    """Pretrain: `t5.pretrain.prepare` declares the task, `shared.trainer` runs it."""
+    from t5.pretrain import PretrainConfig, prepare
 
-    prog, about = "t5 pretrain", "Train a Unigram vocabulary and a small T5 by span corruption."
-    cfg = parse_config(PretrainConfig, argv, prog=prog, description=about)
-    run = None
-    if cfg.resume:  # the run's own settings, then what this command line changes
-        run = Run.open(STAGE, cfg.resume)
-        cfg = parse_config(PretrainConfig, argv, prog=prog, saved=run.config_dict())
-    ready = prepare(cfg, run)
-    run = run or Run.start(STAGE, cfg, name=cfg.run_name)
-    run_pretrain(cfg, run, ready)
-    run.plot_metrics("loss.png", ["loss", "val_loss"], title="span corruption loss", logy=True)
-    run.finish()
-    print(f"fine-tune from it: uv run --package t5 finetune --init {run.folder}")
+    about = "Train a Unigram vocabulary and a small T5 by span corruption."
+    train_command(STAGE, PretrainConfig, argv, prepare, prog="t5 pretrain", description=about)
 
 
 def finetune(argv: list[str]) -> None:
-    from t5.finetune import FinetuneConfig, prepare, run_finetune
+    """Fine-tune: `t5.finetune.prepare` declares the task, `shared.trainer` runs it."""
+    from t5.finetune import FinetuneConfig, prepare
 
-    prog = "t5 finetune"
     about = "Fine-tune one T5 on several text-to-text tasks at once (Multi30k de->en, SST-2)."
-    cfg = parse_config(FinetuneConfig, argv, prog=prog, description=about)
-    run = None
-    if cfg.resume:
-        run = Run.open(STAGE, cfg.resume)
-        cfg = parse_config(FinetuneConfig, argv, prog=prog, saved=run.config_dict())
-    ready = prepare(cfg, run)
-    run = run or Run.start(STAGE, cfg, name=cfg.run_name)
-    run_finetune(cfg, run, ready)
-    run.plot_metrics("loss.png", ["loss", "select_loss"], title="loss", logy=True)
-    scores = sorted({k for row in run.metrics() for k in row
-                     if k.startswith("select_") and k != "select_loss"})  # fmt: skip
-    run.plot_metrics("select.png", scores, title="held-out training rows (chooses the best)")
-    run.finish()
-    print(f"score it: uv run --package t5 eval --run {run.folder}")
+    train_command(STAGE, FinetuneConfig, argv, prepare, prog="t5 finetune", description=about)
 
 
 @dataclass

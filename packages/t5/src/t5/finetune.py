@@ -25,7 +25,7 @@ resumed run draws exactly the batches the uninterrupted one would have.
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,12 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from shared.checkpoint import read_meta
-from shared.config import option
+from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
-from shared.fit import FitSettings, FitState, KeepBest, fit
-from shared.runs import Run, find_checkpoint
-from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor, setup
+from shared.fit import FitState, KeepBest
+from shared.runs import Run
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import Decay, RunOptions, Setup, lr_factor
 from t5.model import T5, T5Config
 from t5.predict import evaluate_task
 from t5.tasks import Example, TaskData, TextTask, load_task, mixing_rates
@@ -55,11 +57,11 @@ from t5.training import (
     load_weights,
     make_config,
     make_optimizer,
-    resume_state,
     run_tokenizer,
-    save_state,
     set_dropout,
 )
+
+STAGE = "t5"
 
 
 @dataclass
@@ -113,7 +115,6 @@ class FinetuneConfig(RunOptions):
     time_limit: float = option(1050.0, "seconds of training, final evaluation included (0: none)",
                                ge=0)  # fmt: skip
     eval_interval: int = option(500, "evaluate every N steps", ge=1)
-    resume: str | None = option(None, "continue an interrupted run (its folder or name)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -258,21 +259,7 @@ class TextToTextTask:
 
 
 # ----------------------------------------------------------------------------------------------
-# Preparing: everything that can fail, before the run folder
-
-
-@dataclass
-class Prepared:
-    env: Setup
-    tokenizer: T5Tokenizer
-    config: T5Config
-    model: T5  # random weights, or --init's, already checked against the config
-    init_from: Path | None  # a pretrain checkpoint to start from
-    resume_from: Path | None  # this run's checkpoint to continue from
-    train: list[Rows]
-    select: list[Rows]
-    rates: list[float]
-    prep_seconds: float  # a tokenizer trained here and the encoding: the time limit covers them
+# Preparing: everything that can fail, before the run folder (`shared.trainer` runs the rest)
 
 
 def load_data(cfg: FinetuneConfig) -> list[TaskData]:
@@ -316,26 +303,26 @@ def resolve_init(cfg: FinetuneConfig) -> tuple[T5Tokenizer | None, T5Config | No
     return tokenizer, config, folder
 
 
-def prepare(cfg: FinetuneConfig, run: Run | None = None,
-            data: list[TaskData] | None = None) -> Prepared:  # fmt: skip
-    """Data, tokenizer, model config and the checkpoints to read; `run` is the resumed run."""
-    data = load_data(cfg) if data is None else data
-    mixing_rates([len(d.train) for d in data], cfg.rates, cfg.rate_cap)  # checks --rates now
-    env = setup(cfg)
-    print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
+def run_tokenizer_for(cfg: FinetuneConfig, splits: list[tuple[list[Example], list[Example]]],
+                      init: T5Tokenizer | None, resume: Resume | None) -> T5Tokenizer:  # fmt: skip
+    """The resumed run's tokenizer, --init's, or one trained here on the tasks' training text."""
+    if resume is not None:  # never a retrained one
+        return run_tokenizer(resume.run_folder)
+    if init is not None:
+        return init
     started = time.perf_counter()
-    splits = [split_select(d, cfg.select_rows, cfg.seed, cfg.train_rows) for d in data]
-    tokenizer, config, init_from = resolve_init(cfg)
-    if run is not None:  # resuming: the run's own tokenizer, never a retrained one
-        tokenizer = run_tokenizer(run.folder)
-    elif tokenizer is None:
-        texts = [text for train, _ in splits for pair in train for text in pair]
-        tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
-                                      cfg.tokenizer_trainer)  # fmt: skip
-        print(f"{tokenizer} trained on the tasks' training text in "
-              f"{time.perf_counter() - started:.1f}s")  # fmt: skip
-    if config is None:
-        config = make_config(cfg.model, tokenizer.vocab_size)
+    texts = [text for train, _ in splits for pair in train for text in pair]
+    tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
+                                  cfg.tokenizer_trainer)  # fmt: skip
+    print(f"{tokenizer} trained on the tasks' training text in "
+          f"{time.perf_counter() - started:.1f}s")  # fmt: skip
+    return tokenizer
+
+
+def encode_tasks(cfg: FinetuneConfig, data: list[TaskData],
+                 splits: list[tuple[list[Example], list[Example]]],
+                 tokenizer: T5Tokenizer) -> tuple[list[Rows], list[Rows]]:  # fmt: skip
+    """Each task's training and selection rows as ids (rows over the length limits dropped)."""
     train, select = [], []
     for d, (train_examples, select_examples) in zip(data, splits, strict=True):
         rows, dropped = encode_rows(d.task, train_examples, tokenizer, cfg)
@@ -350,82 +337,126 @@ def prepare(cfg: FinetuneConfig, run: Run | None = None,
         print(f"{d.task.name}: {len(rows.inputs):,} training rows{note}, {len(held.inputs):,} "
               f"held out to keep the best checkpoint, {len(d.report):,} report rows "
               f"({d.task.report_split}, not looked at here)")  # fmt: skip
+    return train, select
+
+
+@dataclass
+class FinetuneRun:
+    """What `t5 finetune` declares to `shared.trainer`: the model from --init, the mixture,
+    what a checkpoint carries for `t5 eval`, and the after-work."""
+
+    cfg: FinetuneConfig
+    tokenizer: T5Tokenizer
+    config: T5Config
+    init_from: Path | None  # a pretrain checkpoint to start from (not read when resuming)
+    task: TextToTextTask
+    prep_seconds: float  # a tokenizer trained here and the encoding: the time limit covers them
+
+    def build_model(self) -> T5:
+        """Random weights (seeded by the caller), then --init's where --init_parts says."""
+        model = T5(self.config)
+        if self.init_from is not None and self.cfg.init_parts != "tokenizer":
+            random_decoder = None
+            if self.cfg.init_parts == "encoder":  # kept aside: loading the checkpoint overwrites it
+                random_decoder = {k: v.clone() for k, v in model.state_dict().items()
+                                  if k.startswith("decoder.")}  # fmt: skip
+            load_weights(model, self.init_from)
+            if random_decoder is not None:
+                model.load_state_dict(random_decoder, strict=False)
+        set_dropout(model, self.cfg.model.dropout)
+        return model
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What `t5 eval` and `t5 generate` read (the tasks, their prefixes and target lengths),
+        and the mixture's position, which `prepare` puts back when resuming."""
+        train = self.task.train
+        return {
+            "config": config_to_dict(self.cfg), "t5_config": asdict(self.config),
+            "kind": "finetune", "mixture": self.task.sampler.state_dict(),
+            "tasks": [r.task.name for r in train], "prefixes": [r.task.prefix for r in train],
+            "longest_targets": [r.longest_target for r in train],
+            "prep_seconds": self.prep_seconds,
+        }  # fmt: skip
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tokenizer.save(folder / "tokenizer")
+
+    def check_resume(self, resume: Resume) -> None:
+        check_config(resume.checkpoint, self.config)
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
+
+    def reserve_seconds(self, state: FitState) -> float:
+        return self.prep_seconds + self.task.eval_seconds
+
+    def report(self, trained: Trained) -> None:
+        """The kept step's selection scores, and the curves."""
+        state, run = trained.state, trained.run
+        best = state.best or {}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("select"))
+        print(f"kept step {state.best_step} (chosen on the held-out training rows): {shown}")
+        run.plot_metrics("loss.png", ["loss", "select_loss"], title="loss", logy=True)
+        scores = sorted({k for row in run.metrics() for k in row
+                         if k.startswith("select_") and k != "select_loss"})  # fmt: skip
+        run.plot_metrics("select.png", scores, title="held-out training rows (chooses the best)")
+        print(f"score it: uv run --package t5 eval --run {run.folder}")
+
+    def training_task(self) -> TrainingTask:
+        cfg, train, rates = self.cfg, self.task.train, self.task.sampler.rates
+        names = " + ".join(f"{r.task.name} {p:.2f}" for r, p in zip(train, rates, strict=True))
+        return TrainingTask(
+            stage=STAGE,
+            config=cfg,
+            task=self.task,
+            build_model=self.build_model,
+            build_optimizer=lambda model: make_optimizer(
+                model, cfg.lr, cfg.weight_decay, cfg.optimizer
+            ),  # fmt: skip
+            schedule=self.schedule,
+            checkpoint_meta=self.checkpoint_meta,
+            write_run_files=self.write_run_files,
+            # One FSDP unit per stack, not per block: a stack computes its position bias with
+            # its first block's table before running the blocks, outside that block's forward.
+            shard_units=lambda model: [model.encoder, model.decoder],
+            grad_clip=cfg.grad_clip,
+            item_name="tok",
+            description=f"t5 from {cfg.init} on {names}",
+            keep_best=KeepBest("select_score", "max", cfg.patience),
+            evaluate_at_end=True,
+            reserve_seconds=self.reserve_seconds,
+            check_resume=self.check_resume,
+            resume_command="uv run --package t5 finetune",
+            report=self.report,
+        )
+
+
+def prepare(cfg: FinetuneConfig, env: Setup | None = None, resume: Resume | None = None,
+            data: list[TaskData] | None = None) -> TrainingTask:  # fmt: skip
+    """Data, tokenizer, model config, the mixture (where a resumed run left it) and the
+    checkpoint --init names; the weights load in `build_model`, after the trainer seeds."""
+    data = load_data(cfg) if data is None else data
+    mixing_rates([len(d.train) for d in data], cfg.rates, cfg.rate_cap)  # checks --rates now
+    started = time.perf_counter()
+    splits = [split_select(d, cfg.select_rows, cfg.seed, cfg.train_rows) for d in data]
+    init_tokenizer, config, init_from = resolve_init(cfg)
+    tokenizer = run_tokenizer_for(cfg, splits, init_tokenizer, resume)
+    if config is None:
+        config = make_config(cfg.model, tokenizer.vocab_size)
+    train, select = encode_tasks(cfg, data, splits, tokenizer)
     rates = mixing_rates([len(r.inputs) for r in train], cfg.rates, cfg.rate_cap)
     print("mixing rates: " + ", ".join(f"{r.task.name} {p:.2f}"
                                        for r, p in zip(train, rates, strict=True)))  # fmt: skip
-    resume_from = None
-    torch.manual_seed(cfg.seed)  # the same initial weights whatever the tokenizer drew
-    model = T5(config)
-    if run is not None:
-        resume_from = find_checkpoint("t5", str(run.folder))
-        check_config(resume_from, config)  # its weights load in run_finetune, with the rest
+    task = TextToTextTask(cfg, tokenizer, train, select, rates)
+    prep = time.perf_counter() - started
+    if resume is not None:  # the first process's preparation is what counts
+        task.sampler.load_state_dict(resume.meta["mixture"])
+        prep, init_from = resume.meta["prep_seconds"], None  # the weights come from the resume
     elif init_from is not None and cfg.init_parts == "tokenizer":
         print(f"took the tokenizer of {init_from.parent.parent}; the weights start random")
-    elif init_from is not None:  # loaded now: a checkpoint that does not fit writes nothing
-        random_decoder = None
-        if cfg.init_parts == "encoder":  # kept aside: loading the checkpoint overwrites it
-            random_decoder = {k: v.clone() for k, v in model.state_dict().items()
-                              if k.startswith("decoder.")}  # fmt: skip
-        load_weights(model, init_from)
-        note = ""
-        if random_decoder is not None:
-            model.load_state_dict(random_decoder, strict=False)
-            note = " (encoder and embedding only)"
+    elif init_from is not None:
+        note = " (encoder and embedding only)" if cfg.init_parts == "encoder" else ""
         print(f"loaded {init_from}{note}")
-    prep_seconds = time.perf_counter() - started
-    return Prepared(env, tokenizer, config, model, init_from, resume_from, train, select, rates,
-                    prep_seconds)  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------
-# Training
-
-
-def run_finetune(cfg: FinetuneConfig, run: Run, ready: Prepared) -> FitState:
-    """Train; checkpoints/best is the model chosen on the selection rows."""
-    env = ready.env
-    if ready.resume_from is None:
-        ready.tokenizer.save(run.folder / "tokenizer")
-    model = ready.model
-    prep = ready.prep_seconds
-    set_dropout(model, cfg.model.dropout)
-    model.to(env.device)
-    print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
-    task = TextToTextTask(cfg, ready.tokenizer, ready.train, ready.select, ready.rates)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
-    if ready.resume_from is not None:
-        meta = resume_state(ready.resume_from, model, optimizer, state, cfg.lr)
-        task.sampler.load_state_dict(meta["mixture"])
-        prep = meta["prep_seconds"]  # the first process's preparation is what counts
-
-    def save(s: FitState, name: str | None = None) -> Path:
-        folder = run.checkpoints / (name or f"step_{s.step:06d}")
-        extra = {"kind": "finetune", "mixture": task.sampler.state_dict(),
-                 "tasks": [r.task.name for r in ready.train],
-                 "prefixes": [r.task.prefix for r in ready.train],
-                 "longest_targets": [r.longest_target for r in ready.train],
-                 "prep_seconds": prep}  # fmt: skip
-        return save_state(folder, model, optimizer, s, extra)
-
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio),
-        grad_clip=cfg.grad_clip, item_name="tok",
-        reserve_seconds=lambda s: prep + task.eval_seconds,
-        keep_best=KeepBest("select_score", "max", cfg.patience),
-        evaluate_at_end=True,
-    )  # fmt: skip
-    with StopSignals() as stop:
-        fit(task, model, optimizer, cfg, settings, run, state, env.device, env.precision,
-            save=save, stop=stop)  # fmt: skip
-        if stop.requested:
-            print(f"saved {save(state, 'interrupted')}; resume with: uv run --package t5 "
-                  f"finetune --resume {run.folder}")  # fmt: skip
-            raise SystemExit(stop.exit_code)
-        save(state, "final")
-    best = state.best or {}
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("select"))
-    print(f"kept step {state.best_step} (chosen on the held-out training rows): {shown}")
-    return state
+    return FinetuneRun(cfg, tokenizer, config, init_from, task, prep).training_task()

@@ -209,35 +209,78 @@ def _beam_search(
 
         # the candidates that finish, length-normalised, merged with those finished before
         just_ended = ended & first_k  # (B, 2k)
-        scores = top_scores / ((cur_len + 1 - 1) ** length_penalty)  # generated length, EOS incl.
-        full = done_flag.all(dim=1, keepdim=True) & (early_stopping is True)  # (B, 1)
-        scores = scores + full.float() * NEG  # a full source takes no more (early stopping)
-        scores = scores + (~improvable).float() * NEG  # nor a source that cannot improve
-        scores = scores + (~just_ended).float() * NEG  # nor a candidate that goes on
-        merged_scores = torch.cat([done_scores, scores], dim=1)  # (B, 3k)
-        best = torch.topk(merged_scores, k).indices  # (B, k)
-        done = torch.take_along_dim(torch.cat([done, candidates], 1), best[:, :, None], dim=1)
-        done_scores = torch.take_along_dim(merged_scores, best, dim=1)
-        done_flag = torch.take_along_dim(torch.cat([done_flag, just_ended], 1), best, dim=1)
+        done, done_scores, done_flag = _merge_finished(
+            (done, done_scores, done_flag), candidates, top_scores, just_ended, improvable,
+            cur_len, length_penalty, early_stopping,
+        )  # fmt: skip
 
         if cache is not None:  # the cache follows the beams that live on
             cache.reorder((rows + parent).reshape(-1))
         cur_len += 1
 
-        # can the best live beam still beat the worst finished one? (transformers' heuristic)
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - 1
-        else:
-            best_length = cur_len - 1
-        best_possible = live_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
-        worst_done = torch.where(done_flag, done_scores.min(dim=1, keepdim=True).values, NEG)
-        improvable = improvable & (best_possible > worst_done).any(dim=-1, keepdim=True)
+        improvable = improvable & _can_improve(
+            live_scores, done_scores, done_flag, cur_len, max_length, length_penalty,
+            early_stopping,
+        )  # fmt: skip
         all_full = bool(done_flag.all()) and early_stopping is True
         if not improvable.any() or all_full or bool(ended.all()):
             break
 
-    # the best finished hypothesis of each source, cut at its EOS
+    return _best_finished(done, eos, pad)
+
+
+def _merge_finished(
+    finished: tuple[Tensor, Tensor, Tensor],
+    candidates: Tensor,
+    top_scores: Tensor,
+    just_ended: Tensor,
+    improvable: Tensor,
+    cur_len: int,
+    length_penalty: float,
+    early_stopping: bool | str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The best k finished hypotheses per source after this step: those finished before
+    (`finished`: ids (B, k, L), scores (B, k), flags (B, k)) and the candidates that end now,
+    length-normalised. A source that is full (early stopping) or cannot improve takes none."""
+    done, done_scores, done_flag = finished
+    k = done_scores.size(1)
+    scores = top_scores / ((cur_len + 1 - 1) ** length_penalty)  # generated length, EOS incl.
+    full = done_flag.all(dim=1, keepdim=True) & (early_stopping is True)  # (B, 1)
+    scores = scores + full.float() * NEG  # a full source takes no more (early stopping)
+    scores = scores + (~improvable).float() * NEG  # nor a source that cannot improve
+    scores = scores + (~just_ended).float() * NEG  # nor a candidate that goes on
+    merged_scores = torch.cat([done_scores, scores], dim=1)  # (B, 3k)
+    best = torch.topk(merged_scores, k).indices  # (B, k)
+    done = torch.take_along_dim(torch.cat([done, candidates], 1), best[:, :, None], dim=1)
+    done_scores = torch.take_along_dim(merged_scores, best, dim=1)
+    done_flag = torch.take_along_dim(torch.cat([done_flag, just_ended], 1), best, dim=1)
+    return done, done_scores, done_flag
+
+
+def _can_improve(
+    live_scores: Tensor,
+    done_scores: Tensor,
+    done_flag: Tensor,
+    cur_len: int,
+    max_length: int,
+    length_penalty: float,
+    early_stopping: bool | str,
+) -> Tensor:
+    """(B, 1): can the best live beam still beat the worst finished one? (transformers'
+    heuristic: with early_stopping "never" and a positive penalty, at the longest length)."""
+    if early_stopping == "never" and length_penalty > 0.0:
+        best_length = max_length - 1
+    else:
+        best_length = cur_len - 1
+    best_possible = live_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
+    worst_done = torch.where(done_flag, done_scores.min(dim=1, keepdim=True).values, NEG)
+    return (best_possible > worst_done).any(dim=-1, keepdim=True)
+
+
+def _best_finished(done: Tensor, eos: int, pad: int) -> Tensor:
+    """The best finished hypothesis of each source (slot 0 of `done`, (B, k, L)), cut at its
+    EOS, padded: (B, longest)."""
     best_rows = []
     for row in done[:, 0].tolist():  # (B, max_length), slots sorted best first
         best_rows.append(row[: row.index(eos, 1) + 1] if eos in row[1:] else row)
-    return _pad_rows(best_rows, pad, device)
+    return _pad_rows(best_rows, pad, done.device)

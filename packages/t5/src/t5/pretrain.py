@@ -10,6 +10,7 @@
       -> T5: cross entropy on the targets; the same loss on held-out rows, corrupted the same
          way at every evaluation (val_loss: the "MLM-like" curve)
       -> <run>/checkpoints/final: `t5 finetune --init RUN` starts from it
+    (`shared.trainer` runs it: Ctrl-C saves checkpoints/interrupted, `--resume RUN` goes on)
 
 Why packing: Multi30k's captions are about 15 pieces long; a row of one caption would hold
 two noise tokens in one span, and most of a batch would be padding. Rows of 64 packed tokens
@@ -24,7 +25,7 @@ of any length, which is what every text-to-text task then asks of it.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from shared.config import option
-from shared.device import autocast
+from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
-from shared.fit import FitSettings, FitState, fit
-from shared.runs import Run, find_checkpoint
-from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor, setup
+from shared.fit import FitState
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import Decay, RunOptions, Setup, lr_factor
 from t5.model import T5, T5Config
 from t5.span_corruption import span_corruption
 from t5.tasks import pretraining_text
@@ -51,10 +52,10 @@ from t5.training import (
     count_targets,
     make_config,
     make_optimizer,
-    resume_state,
     run_tokenizer,
-    save_state,
 )
+
+STAGE = "t5"
 
 
 @dataclass
@@ -91,7 +92,6 @@ class PretrainConfig(RunOptions):
     time_limit: float = option(300.0, "seconds of training, final evaluation included (0: none)",
                                ge=0)  # fmt: skip
     eval_interval: int = option(200, "evaluate every N steps", ge=1)
-    resume: str | None = option(None, "continue an interrupted run (its folder or name)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -204,34 +204,11 @@ class SpanCorruptionTask:
 
 
 # ----------------------------------------------------------------------------------------------
-# The command
+# The command's preparation
 
 
-@dataclass
-class Prepared:
-    """Everything made before the run folder, so that a failure leaves nothing behind."""
-
-    env: Setup
-    tokenizer: T5Tokenizer
-    task: SpanCorruptionTask
-    config: T5Config
-    resume_from: Path | None
-    prep_seconds: float  # the tokenizer's training and the encoding: the time limit covers them
-
-
-def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
-    """Text, tokenizer (trained, or the resumed run's), the rows (--rows), the task, the config."""
-    if run is None:  # before the data loads: the error a tokenizer without sentinels gives
-        require_sentinels(cfg.num_sentinels, spans_per_row(cfg) if cfg.rows == "packed" else 1)
-    texts = load_texts(cfg)
-    env = setup(cfg)
-    print(f"device {env.device}, {env.precision_note}, {env.threads_note}")
-    started = time.perf_counter()
-    if run is not None:
-        tokenizer = run_tokenizer(run.folder)
-    else:
-        tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
-                                      cfg.tokenizer_trainer)  # fmt: skip
+def make_rows(cfg: PretrainConfig, texts: list[str], tokenizer: T5Tokenizer) -> list[list[int]]:
+    """Every text's ids, packed into rows of --chunk_length or one sentence a row (--rows)."""
     rows = tokenizer.encode_batch(texts, eos=False)
     if cfg.rows == "packed":
         task_rows = pack(rows, cfg.chunk_length, cfg.seed)
@@ -240,54 +217,99 @@ def prepare(cfg: PretrainConfig, run: Run | None = None) -> Prepared:
         task_rows = shuffled(rows, cfg.seed)
         mean = sum(map(len, task_rows)) / len(task_rows)
         shape = f"{len(task_rows):,} rows of one sentence, {mean:.1f} tokens on average"
-    print(f"{tokenizer} from {len(texts):,} texts in {time.perf_counter() - started:.1f}s; {shape}")
-    task = SpanCorruptionTask(cfg, tokenizer, task_rows)
+    print(f"{tokenizer} from {len(texts):,} texts; {shape}")
+    return task_rows
+
+
+@dataclass
+class PretrainRun:
+    """What `t5 pretrain` declares to `shared.trainer`: the model, its meta, its after-work."""
+
+    cfg: PretrainConfig
+    tokenizer: T5Tokenizer
+    task: SpanCorruptionTask
+    config: T5Config
+    prep_seconds: float  # the tokenizer's training and the encoding: the time limit covers them
+
+    def build_model(self) -> T5:
+        return T5(self.config)  # seeded by the caller
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg), "t5_config": asdict(self.config),
+                "kind": "pretrain", "prep_seconds": self.prep_seconds}  # fmt: skip
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tokenizer.save(folder / "tokenizer")
+
+    def check_resume(self, resume: Resume) -> None:
+        check_config(resume.checkpoint, self.config)
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
+
+    def reserve_seconds(self, state: FitState) -> float:
+        return self.prep_seconds + self.task.eval_seconds
+
+    def finish(self, trained: Trained) -> dict[str, float]:
+        """The final evaluation, logged; `checkpoints/final` (what `finetune --init` reads)
+        follows. No checkpoint is chosen by its score: the val loss only draws the curve, and
+        a lower span-corruption loss is not what the fine-tuned tasks are judged by."""
+        final = self.task.evaluate(trained.model, trained.precision_ctx)
+        trained.run.log(trained.state.step, **final)
+        return final
+
+    def report(self, trained: Trained) -> None:
+        final = trained.final
+        print(f"final: val loss {final['val_loss']:.4f}, target-token accuracy "
+              f"{final['val_accuracy']:.2%} after {trained.state.step} steps")  # fmt: skip
+        trained.run.plot_metrics("loss.png", ["loss", "val_loss"], title="span corruption loss",
+                                 logy=True)  # fmt: skip
+        print(f"fine-tune from it: uv run --package t5 finetune --init {trained.run.folder}")
+
+
+def prepare(
+    cfg: PretrainConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """Text, tokenizer (trained, or the resumed run's), the rows (--rows), the task, the config."""
+    if resume is None:  # before the data loads: the error a tokenizer without sentinels gives
+        require_sentinels(cfg.num_sentinels, spans_per_row(cfg) if cfg.rows == "packed" else 1)
+    texts = load_texts(cfg)
+    started = time.perf_counter()
+    if resume is not None:
+        tokenizer = run_tokenizer(resume.run_folder)
+    else:
+        tokenizer = T5Tokenizer.train(texts, cfg.vocab_size, cfg.num_sentinels,
+                                      cfg.tokenizer_trainer)  # fmt: skip
+    task = SpanCorruptionTask(cfg, tokenizer, make_rows(cfg, texts, tokenizer))
     config = make_config(cfg.model, tokenizer.vocab_size)
-    resume_from = None
-    if run is not None:
-        resume_from = find_checkpoint("t5", str(run.folder))
-        check_config(resume_from, config)
-    prep_seconds = time.perf_counter() - started
-    return Prepared(env, tokenizer, task, config, resume_from, prep_seconds)
-
-
-def run_pretrain(cfg: PretrainConfig, run: Run, ready: Prepared) -> dict[str, float]:
-    """Train by span corruption until the budget ends; `checkpoints/final` is what `finetune
-    --init` reads. No checkpoint is chosen by its score here: the val loss only draws the
-    curve, and a lower span-corruption loss is not what the fine-tuned tasks are judged by."""
-    env, task = ready.env, ready.task
-    if ready.resume_from is None:
-        ready.tokenizer.save(run.folder / "tokenizer")
-    torch.manual_seed(cfg.seed)
-    model = T5(ready.config).to(env.device)
-    print(f"T5: {model.num_parameters() / 1e6:.1f}M weights, vocabulary {ready.config.vocab_size}")
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
-    prep = ready.prep_seconds
-    if ready.resume_from is not None:  # the first process's preparation is what counts
-        prep = resume_state(ready.resume_from, model, optimizer, state, cfg.lr)["prep_seconds"]
-
-    def save(s: FitState, name: str | None = None) -> Path:
-        folder = run.checkpoints / (name or f"step_{s.step:06d}")
-        return save_state(folder, model, optimizer, s, {"kind": "pretrain", "prep_seconds": prep})
-
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio),
-        grad_clip=cfg.grad_clip, item_name="tok",
-        reserve_seconds=lambda s: prep + task.eval_seconds,
-    )  # fmt: skip
-    with StopSignals() as stop:
-        fit(task, model, optimizer, cfg, settings, run, state, env.device, env.precision,
-            save=save, stop=stop)  # fmt: skip
-        if stop.requested:
-            print(f"saved {save(state, 'interrupted')}; resume with: uv run --package t5 "
-                  f"pretrain --resume {run.folder}")  # fmt: skip
-            raise SystemExit(stop.exit_code)
-        final = task.evaluate(model, lambda: autocast(env.device, env.precision))
-        run.log(state.step, **final)
-        save(state, "final")
-    print(f"final: val loss {final['val_loss']:.4f}, target-token accuracy "
-          f"{final['val_accuracy']:.2%} after {state.step} steps")  # fmt: skip
-    return final
+    prep = time.perf_counter() - started
+    if resume is not None:  # the first process's preparation is what counts
+        prep = resume.meta.get("prep_seconds", prep)
+    job = PretrainRun(cfg, tokenizer, task, config, prep)
+    return TrainingTask(
+        stage=STAGE,
+        config=cfg,
+        task=task,
+        build_model=job.build_model,
+        build_optimizer=lambda model: make_optimizer(
+            model, cfg.lr, cfg.weight_decay, cfg.optimizer
+        ),  # fmt: skip
+        schedule=job.schedule,
+        checkpoint_meta=job.checkpoint_meta,
+        write_run_files=job.write_run_files,
+        shard_units=lambda model: [model.encoder, model.decoder],
+        grad_clip=cfg.grad_clip,
+        item_name="tok",
+        description=(
+            f"T5 by span corruption on {len(task.train_rows):,} rows, vocabulary "
+            f"{config.vocab_size}"
+        ),
+        sampler=task.sampler,
+        reserve_seconds=job.reserve_seconds,
+        check_resume=job.check_resume,
+        resume_command="uv run --package t5 pretrain",
+        finish=job.finish,
+        report=job.report,
+    )

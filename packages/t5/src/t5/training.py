@@ -1,15 +1,17 @@
 """What `pretrain` and `finetune` share: the model's size options, batches of id rows, the
-optimizer, checkpoints that resume exactly, and reading a finished run back.
+optimizer, and reading a finished run back.
 
     ModelSize -> T5Config (with the tokenizer's vocabulary size)
     collate(inputs, targets) -> input_ids (B, S), attention_mask (B, S), labels (B, T) with
                                 -100 on padding, decoder_input_ids = shift_right(labels) (B, T)
-    save_state / resume_state   model + optimizer + FitState + sampler + torch's RNG (dropout)
+    check_config(checkpoint)    refuse a checkpoint of another model config, by name
     load_run_model(run)         config, weights and tokenizer of a finished run
 
-A run folder holds `tokenizer/` (the T5Tokenizer) and `checkpoints/`; every checkpoint's
-meta.json carries the T5Config it was trained with, so a run can be read back without its
-command's options, and a checkpoint that does not fit the config it claims is refused by name.
+A run folder holds `tokenizer/` (the T5Tokenizer) and `checkpoints/`, written by
+`shared.trainer` in its one layout (the loop's state and every RNG, for an exact `--resume`);
+t5's part of every checkpoint's meta.json is the T5Config it was trained with ("t5_config"),
+so a run can be read back without its command's options, and a checkpoint that does not fit
+the config it claims is refused by name.
 """
 
 import dataclasses
@@ -21,10 +23,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from shared.checkpoint import load_checkpoint, read_meta
 from shared.config import option
 from shared.errors import CheckpointError, UsageError
-from shared.fit import FitState
 from t5.model import T5, T5Config, shift_right
 from t5.tokenizer import T5Tokenizer
 
@@ -101,7 +102,7 @@ def count_targets(batch: dict[str, Tensor]) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Optimizer and checkpoints
+# Optimizer and weights
 
 
 OptimizerName = Literal["adamw", "adafactor"]
@@ -136,38 +137,12 @@ def make_optimizer(model: T5, lr: float, weight_decay: float,
     return optimizer
 
 
-def save_state(
-    folder: Path, model: T5, optimizer: Any, state: FitState, extra: dict[str, Any]
-) -> Path:
-    """A checkpoint a run resumes from exactly: weights, optimizer, FitState, torch's RNG."""
-    meta = {
-        "t5_config": dataclasses.asdict(model.config),
-        "fit": state.state_dict(),
-        "torch_rng": torch.get_rng_state().tolist(),  # dropout draws from it
-        **extra,
-    }
-    return save_checkpoint(folder, model.state_dict(), optimizer.state_dict(), meta)
-
-
 def load_weights(model: T5, folder: Path) -> dict[str, Any]:
     """Weights of a checkpoint into `model`, refused by name if they do not fit; its meta."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     checkpoint = load_checkpoint(folder, expected, framework="torch")
     model.load_state_dict(checkpoint.model)
-    checkpoint.meta["_optimizer"] = checkpoint.optimizer
     return checkpoint.meta
-
-
-def resume_state(folder: Path, model: T5, optimizer: Any, state: FitState, lr: float) -> dict:
-    """Load everything `save_state` wrote; returns the meta (the caller's extra keys)."""
-    meta = load_weights(model, folder)
-    optimizer.load_state_dict(meta.pop("_optimizer"))
-    for group in optimizer.param_groups:
-        group["peak_lr"] = lr  # this command's rate, as gpt's and bert's resume do
-    state.load_state_dict(meta["fit"])
-    torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-    print(f"resumed from {folder} at step {state.step}")
-    return meta
 
 
 def check_config(folder: Path, config: T5Config) -> None:
