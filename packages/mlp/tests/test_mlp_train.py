@@ -9,7 +9,7 @@ import pytest
 
 from mlp.cli import evaluate, train
 from shared.checkpoint import load_checkpoint
-from shared.errors import CheckpointError, ConfigError
+from shared.errors import CheckpointError, ConfigError, UsageError
 
 TINY = ["--epochs=2", "--hidden=32"]
 
@@ -98,6 +98,13 @@ def test_bad_backend_is_a_config_error_and_writes_nothing(runs_in_tmp):
         ConfigError, match=r"--backend expects one of 'micrograd', 'torch', got 'jax'"
     ):
         train(["--backend=jax"])
+    assert not runs_in_tmp.exists()
+
+
+def test_resume_is_refused_in_one_line_and_writes_nothing(runs_in_tmp):
+    """mlp's loops keep no resumable checkpoint: --resume (every stage's run option) says so."""
+    with pytest.raises(UsageError, match="mlp train cannot --resume"):
+        train(["--backend=torch", "--resume=earlier"])
     assert not runs_in_tmp.exists()
 
 

@@ -23,6 +23,7 @@ from mlp.report import confusion_matrix, format_confusion_matrix, plot_confusion
 from mlp.train import TrainConfig, train_micrograd, train_torch
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
+from shared.errors import UsageError
 from shared.runs import Run
 from shared.seeding import seed_everything
 
@@ -31,6 +32,11 @@ __all__ = ["EvalConfig", "TrainConfig", "evaluate", "train"]
 
 def train(argv: list[str]) -> None:
     cfg = parse_config(TrainConfig, argv, prog="mlp train", description=__doc__.split("\n\n")[0])
+    if cfg.resume:  # every stage's run options offer it; this stage's loops cannot honour it
+        raise UsageError(
+            "mlp train cannot --resume: its loops save only checkpoints/final (the weights, "
+            "not the optimizer or the batch order), and a whole run takes seconds; start anew"
+        )
     seed_everything(cfg.seed)
     data = load_digits_split(cfg.test_fraction)  # before the run folder: a failure leaves none
     run = Run.start("mlp", cfg, name=cfg.run_name)

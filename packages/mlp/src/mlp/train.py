@@ -24,7 +24,8 @@ take its threads, device and seed from `shared.training.setup`, as every torch s
 torch loop imports torch inside its function: the micrograd backend never loads it.
 
 Left out: early stopping, checkpoints during training and resuming (a whole run takes about a
-second), Ctrl-C handling, and a validation split.
+second; `--resume`, a run option of every stage, is refused with one line), Ctrl-C handling,
+and a validation split.
 """
 
 import time
@@ -91,6 +92,9 @@ class TrainConfig(RunOptions):
     )
     keep_checkpoints: int = option(
         2, "unused here: mlp saves checkpoints/final only (a run takes seconds)", ge=1
+    )
+    resume: str | None = option(
+        None, "refused here: mlp saves checkpoints/final only, weights without the loop's state"
     )
     precision: Literal["fp32"] = option(
         "fp32", "no autocast here: both backends compute in --dtype (float64 or float32)"
