@@ -3,11 +3,12 @@
     uv run --package transformer train                       # SST-2, about 80% on GLUE dev
     uv run --package transformer train --model.pooling=cls --schedule=cosine --accumulate=2
 
-`train_classifier` builds the vocabulary from the training sentences, the model from
-`ClassifyConfig.model`, and trains with `loop.train_task` (shared.fit underneath). After every
-epoch it scores the selection slice (`--select_fraction` of the training rows, held out before
-training), which picks the checkpoint kept, and the dev set, which is only reported. Then it
-writes the report: errors.md (the most confidently wrong dev sentences and the
+`prepare` builds the vocabulary from the training sentences (a resumed run reloads its own),
+`SentimentTask` and the model from `ClassifyConfig.model`, as a `TrainingTask` that
+`shared.trainer` runs with loop.py's recipe (shared.fit underneath). After every epoch it
+scores the selection slice (`--select_fraction` of the training rows, held out before
+training), which picks the checkpoint kept, and the dev set, which is only reported. Then
+`SentimentRun.report` writes errors.md (the most confidently wrong dev sentences and the
 confusion matrix), confusion_matrix.png and the curves. By default it trains on all of GLUE's
 SST-2 training rows and reports on GLUE's dev set (872 sentences); --train_file and --dev_file
 take any `sentence<TAB>label` files instead.
@@ -27,10 +28,19 @@ from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler
 from shared.errors import ConfigError
 from shared.fit import KeepBest
-from shared.runs import Run
-from shared.training import setup
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import Setup
 from transformer.classifier import ClassifierConfig, TransformerForSequenceClassification
-from transformer.loop import LoopConfig, best_epoch, held_out, kept_weights, train_task
+from transformer.loop import (
+    LoopConfig,
+    Recipe,
+    best_epoch,
+    epoch_task,
+    fused_on,
+    held_out,
+    kept_weights,
+)
 from transformer.positions import plot_sinusoidal
 from transformer.report import write_classification_report
 from transformer.sst2 import (
@@ -158,51 +168,92 @@ def build_model(cfg: ClassifyConfig, vocab: Vocab) -> TransformerForSequenceClas
     return TransformerForSequenceClassification(cfg.model, len(vocab), num_classes=2)
 
 
-def train_classifier(
-    cfg: ClassifyConfig, run: Run, splits: dict, resume_from: Path | None = None
-) -> dict[str, Any]:
-    """Train, keep the checkpoint the selection slice picks, write the report; returns the kept
-    weights' dev metrics."""
-    env = setup(cfg)  # threads, device, precision, seeds
+def sentiment_datasets(
+    cfg: ClassifyConfig, splits: dict, vocab: Vocab | None
+) -> tuple[Vocab, SentimentDataset, SentimentDataset, SentimentDataset | None]:
+    """(vocabulary, train, dev, selection slice or None): the selection rows held out of the
+    training rows first, the vocabulary (unless given: a resumed run's) built from the rest."""
     sentences, labels = splits["train"]
     fit_rows, select_rows = held_out(len(sentences), cfg.select_fraction, cfg.seed)
     train_part = ([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows])
-    vocab = build_vocab(train_part[0], cfg.min_freq)
-    vocab.save(run.folder / "vocab.json")
+    vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
     train = SentimentDataset(*train_part, vocab, cfg.model.max_len)
     dev = SentimentDataset(*splits["dev"], vocab, cfg.model.max_len)
     select = None
     if select_rows:
-        select = SentimentDataset(
-            [sentences[i] for i in select_rows], [labels[i] for i in select_rows], vocab,
-            cfg.model.max_len,
-        )  # fmt: skip
-    model = build_model(cfg, vocab)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{len(train):,} training sentences ({len(select_rows):,} more held out to pick the "
-        f"best epoch), {len(dev):,} dev sentences, {len(vocab):,} words, {n_params:,} parameters",
-        flush=True,
-    )
-    if cfg.model.positions == "sinusoidal":
-        plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
-    task = SentimentTask(cfg, train, dev, select)
-    keep = KeepBest("select_accuracy", "max", cfg.patience) if select is not None else None
-    meta = {"config": config_to_dict(cfg), "vocab_size": len(vocab)}
-    state = train_task(task, model, cfg, run, env, meta, keep, "ex", resume_from)
+        held = ([sentences[i] for i in select_rows], [labels[i] for i in select_rows])
+        select = SentimentDataset(*held, vocab, cfg.model.max_len)
+    return vocab, train, dev, select
 
-    # the report is about the kept weights, the ones eval will load
-    kept_weights(run, model, env.device)
-    probs, _ = predict(model, dev, cfg.eval_batch_size, env.device)
-    accuracy = write_classification_report(run, dev.sentences, dev.labels, probs, cfg.report_errors)
-    epoch = best_epoch(state, task.sampler.batches_per_epoch, cfg.accumulate)
-    chosen = (
-        f"epoch {epoch:.2f}, chosen by select accuracy {state.best['select_accuracy']:.2%}"
-        if state.best is not None
-        else f"the last weights, epoch {epoch:.2f}"
+
+@dataclass
+class SentimentRun:
+    """What the classifier's run files, checkpoints and report need to know."""
+
+    cfg: ClassifyConfig
+    task: SentimentTask
+    vocab: Vocab
+
+    def build_model(self) -> TransformerForSequenceClassification:
+        return build_model(self.cfg, self.vocab)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg), "vocab_size": len(self.vocab)}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.vocab.save(folder / "vocab.json")  # where `transformer eval` looks for it
+
+    def shard_units(self, model: nn.Module) -> list[nn.Module]:
+        return list(model.encoder.layers)  # one FSDP unit per encoder layer
+
+    def report(self, trained: Trained) -> None:
+        """The report on the kept weights, the ones eval will load: errors.md, the confusion
+        matrix, the curves; the dev accuracy printed."""
+        cfg, run, state, dev = self.cfg, trained.run, trained.state, self.task.dev
+        if cfg.model.positions == "sinusoidal":
+            plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
+        kept_weights(run, trained.model, trained.env.device)
+        probs, _ = predict(trained.model, dev, cfg.eval_batch_size, trained.env.device)
+        accuracy = write_classification_report(
+            run, dev.sentences, dev.labels, probs, cfg.report_errors
+        )
+        epoch = best_epoch(state, self.task.sampler.batches_per_epoch, cfg.accumulate)
+        chosen = (
+            f"epoch {epoch:.2f}, chosen by select accuracy {state.best['select_accuracy']:.2%}"
+            if state.best is not None
+            else f"the last weights, epoch {epoch:.2f}"
+        )
+        print(
+            f"dev accuracy {accuracy:.2%} ({chosen}), trained {state.elapsed / 60:.1f} min",
+            flush=True,
+        )
+
+
+def prepare(
+    cfg: ClassifyConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """The classifier's `TrainingTask` (for `transformer train` and training_kit): the data,
+    the vocabulary (a resumed run's own), `SentimentTask` and the recipe. The selection slice,
+    if any, picks the checkpoint kept; the dev set is only reported."""
+    splits = load_sentences(cfg)
+    saved = Vocab.load(resume.run_folder / "vocab.json") if resume is not None else None
+    vocab, train, dev, select = sentiment_datasets(cfg, splits, saved)
+    task = SentimentTask(cfg, train, dev, select)
+    sentiment = SentimentRun(cfg, task, vocab)
+    recipe = Recipe(cfg, task.sampler.batches_per_epoch, sentiment.build_model, fused_on(env))
+    held = len(splits["train"][0]) - len(train)
+    return epoch_task(
+        recipe,
+        task,
+        KeepBest("select_accuracy", "max", cfg.patience) if select is not None else None,
+        checkpoint_meta=sentiment.checkpoint_meta,
+        write_run_files=sentiment.write_run_files,
+        shard_units=sentiment.shard_units,
+        item_name="ex",
+        description=(
+            f"transformer on SST-2: {len(train):,} training sentences ({held:,} more held out "
+            f"to pick the best epoch), {len(dev):,} dev sentences, {len(vocab):,} words; "
+            f"{recipe.total} optimizer steps ({recipe.per_epoch} an epoch)"
+        ),
+        report=sentiment.report,
     )
-    print(
-        f"dev accuracy {accuracy:.2%} ({chosen}), trained {state.elapsed / 60:.1f} min",
-        flush=True,
-    )
-    return {"dev_accuracy": accuracy, "epoch": epoch, "train_seconds": state.elapsed}

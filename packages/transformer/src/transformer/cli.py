@@ -20,69 +20,60 @@ from typing import Literal
 from shared.config import config_from_dict, load_toml, option, parse_config
 from shared.errors import UsageError
 from shared.runs import Run
+from shared.trainer import Resume, find_resume, resumed_config, run_training
+from shared.training import setup
 
 STAGE = "transformer"
 
 
-def _task_of(argv: list[str]) -> str:
-    """The --task value (the last one), else the `task` key of a --config file, else the default."""
-    task = None
+def _value_of(argv: list[str], name: str) -> str | None:
+    """The last `--name=VALUE` or `--name VALUE` in argv, read before any parsing."""
+    value = None
     for i, token in enumerate(argv):
-        if token.startswith("--task="):
-            task = token.split("=", 1)[1]
-        elif token == "--task" and i + 1 < len(argv):
-            task = argv[i + 1]
-        elif token.startswith("--config="):
-            task = task or load_toml(Path(token.split("=", 1)[1])).get("task")
-        elif token == "--config" and i + 1 < len(argv):
-            task = task or load_toml(Path(argv[i + 1])).get("task")
+        if token.startswith(f"--{name}="):
+            value = token.split("=", 1)[1]
+        elif token == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def _task_of(argv: list[str], resume: Resume | None) -> str:
+    """The task a run trains: a resumed run's own, else --task, else the `task` key of a
+    --config file, else the default."""
+    if resume is not None:
+        return resume.meta.get("config", {}).get("task", "classification")
+    config = _value_of(argv, "config")
+    task = _value_of(argv, "task") or (config and load_toml(Path(config)).get("task"))
     return task or "classification"
 
 
-def _resumed(argv: list[str]) -> tuple[Path | None, dict]:
-    """With --resume: the checkpoint to continue from and its run's saved config."""
-    from shared.checkpoint import read_meta
-    from shared.runs import find_checkpoint
-
-    ref = None
-    for i, token in enumerate(argv):
-        if token.startswith("--resume="):
-            ref = token.split("=", 1)[1]
-        elif token == "--resume" and i + 1 < len(argv):
-            ref = argv[i + 1]
-    if not ref:
-        return None, {}
-    folder = find_checkpoint(STAGE, ref)
-    return folder, read_meta(folder).get("config", {})
-
-
 def train(argv: list[str]) -> None:
-    """Train; with --resume, the checkpoint's own config is the base and argv changes it (a
-    new --max_steps, say), and the run continues exactly where it stopped, in a new folder."""
-    resume_from, saved = _resumed(argv)
-    task = saved.get("task") if resume_from is not None else None
-    if (task or _task_of(argv)) == "translation":
-        from transformer.translate_task import TranslationConfig, load_pairs, train_translator
+    """Train: pick the task's config class, then `shared.trainer` runs the task's `prepare`.
 
-        cfg = parse_config(
-            TranslationConfig, argv, prog="transformer train", saved=saved or None,
-            description="Train the encoder-decoder Transformer on Multi30k German -> English.",
-        )  # fmt: skip
-        data = load_pairs(cfg)
-        run = Run.start(STAGE, cfg, name=cfg.run_name)
-        train_translator(cfg, run, data, resume_from)
+    With --resume, the checkpoint's own config is the base and argv changes it (a new
+    --max_steps, say), and the run continues exactly where it stopped, in a new folder."""
+    ref = _value_of(argv, "resume")
+    resume = find_resume(STAGE, ref) if ref else None
+    if _task_of(argv, resume) == "translation":
+        from transformer.translate_task import TranslationConfig as config_cls
+        from transformer.translate_task import prepare
+
+        description = "Train the encoder-decoder Transformer on Multi30k German -> English."
     else:
-        from transformer.classify import ClassifyConfig, load_sentences, train_classifier
+        from transformer.classify import ClassifyConfig as config_cls
+        from transformer.classify import prepare
 
-        cfg = parse_config(
-            ClassifyConfig, argv, prog="transformer train", saved=saved or None,
-            description="Train a transformer sentiment classifier (SST-2 by default); "
-            "`--task translation --help` shows the translator's options.",
-        )  # fmt: skip
-        splits = load_sentences(cfg)
-        run = Run.start(STAGE, cfg, name=cfg.run_name)
-        train_classifier(cfg, run, splits, resume_from)
-    run.finish()
+        description = (
+            "Train a transformer sentiment classifier (SST-2 by default); "
+            "`--task translation --help` shows the translator's options."
+        )
+    prog = f"{STAGE} train"
+    if resume is not None:
+        cfg = resumed_config(config_cls, argv, prog, resume)
+    else:
+        cfg = parse_config(config_cls, argv, prog=prog, description=description)
+    env = setup(cfg)
+    run_training(prepare(cfg, env, resume), env, resume)
 
 
 @dataclass

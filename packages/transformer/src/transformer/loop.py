@@ -1,4 +1,4 @@
-"""The recipe both tasks train with, on the one loop every stage shares (`shared.fit`).
+"""The recipe both tasks train with, as a `shared.tasks.TrainingTask` for `shared.trainer`.
 
     for each optimizer step (shared.fit.fit):
         for each of `accumulate` micro-batches:           gradient accumulation
@@ -12,7 +12,9 @@
     after each epoch: task.evaluate(model); keep the checkpoint that scores best on the
     selection slice, a part of the training data held out (--select_fraction)
 
-What this stage adds to the loop, and why:
+A task (classify.py, translate_task.py) prepares its data and hands its `shared.fit.Task` to
+`epoch_task(Recipe(...), task, keep_best, ...)`; `shared.trainer` runs the rest of the run's
+life (resume, Ctrl-C, checkpoints), as for every stage. What this stage adds, and why:
 
 - AdamW (Loshchilov & Hutter 2019) decays the weights directly instead of adding an L2 term
   to the gradient, which Adam's per-weight scaling would distort. Biases, norm weights and
@@ -33,27 +35,25 @@ What this stage adds to the loop, and why:
   and then reporting dev accuracy would overstate it.
 
 Every checkpoint holds the weights, AdamW's moments, the loop's state (step, epoch position,
-best score so far, the fp16 scale) and every RNG state, so `--resume` continues a run with the
-losses an uninterrupted one would have had (tested with a real SIGINT).
+best score so far, the fp16 scale) and every RNG state (`shared.trainer.checkpoint_meta`), so
+`--resume` continues a run with the losses an uninterrupted one would have had.
 """
 
-import dataclasses
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.checkpoint import load_checkpoint
 from shared.config import option
 from shared.errors import ConfigError
-from shared.fit import FitSettings, FitState, KeepBest, fit
+from shared.fit import FitState, KeepBest
 from shared.runs import Run
-from shared.seeding import rng_state, set_rng_state
-from shared.training import Decay, RunOptions, Setup, StopSignals, lr_factor
+from shared.tasks import TrainingTask
+from shared.training import Decay, RunOptions, Setup, lr_factor
 
 STAGE = "transformer"
 
@@ -170,102 +170,98 @@ def steps_per_epoch(batches_per_epoch: int, accumulate: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Training a task
+# The recipe as a TrainingTask
 
 
-def train_task(
-    task: Any,  # a shared.fit.Task with a `sampler` (shared.epochs.EpochSampler)
-    model: nn.Module,
-    cfg: LoopConfig,
-    run: Run,
-    env: Setup,
-    meta: dict[str, Any],
-    keep_best: KeepBest | None,
-    item_name: str = "ex",
-    resume_from: Path | None = None,
-) -> FitState:
-    """Train with `shared.fit.fit`; the chosen weights end in checkpoints/best.
+@dataclass
+class Recipe:
+    """The recipe for one run of a task counted in epochs: the pieces a `TrainingTask` takes.
 
-    With `keep_best`, fit saves the checkpoint that scores best; without, the last weights are
-    saved as "best" at the end. On Ctrl-C or SIGTERM: checkpoints/interrupted, the command that
-    resumes it, exit 130 or 143.
+    Bound methods rather than closures, so a reader sees each piece on its own. `build_model`
+    remembers the network it made, whose weight norm `step_metrics` logs (the loop passes the
+    step and the loss only).
     """
-    device = env.device
-    precision = resolve_loop_precision(cfg, env)
-    model.to(device)
-    optimizer = make_optimizer(
-        model, cfg.lr, cfg.weight_decay, cfg.beta2, fused=device.type in ("cpu", "cuda")
-    )
-    per_epoch = steps_per_epoch(task.sampler.batches_per_epoch, cfg.accumulate)
-    total = cfg.max_steps or cfg.epochs * per_epoch
-    warmup = cfg.warmup_steps(total)
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
-    if resume_from is not None:
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        checkpoint = load_checkpoint(resume_from, expected, framework="torch")
-        model.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer)
-        for group in optimizer.param_groups:
-            group["peak_lr"] = cfg.lr  # this command's --lr wins, as in the printed config
-        state.load_state_dict(checkpoint.meta["fit"])
-        set_rng_state(checkpoint.meta["rng"])
-        earlier = Run(resume_from.parent.parent).metrics()
-        with open(run.metrics_path, "w", encoding="utf-8") as fh:  # the curve goes on from there
-            fh.writelines(json.dumps(m) + "\n" for m in earlier if m["step"] <= state.step)
-    print(
-        f"device {device} ({env.threads_note}), precision "
-        f"{precision if precision == 'fp16' else env.precision_note}, {total} optimizer steps "
-        f"({per_epoch} an epoch)" + (f"; resumed at step {state.step}" if resume_from else ""),
-        flush=True,
-    )
 
-    def save(s: FitState, name: str | None = None) -> Path:
-        return save_checkpoint(
-            run.checkpoints / (name or f"step_{s.step:06d}"),
-            model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            meta={
-                **meta, "step": s.step, "epoch": s.sampler.epochs_done, "metrics": s.best or {},
-                "fit": s.state_dict(), "rng": rng_state(),
-            },
+    cfg: LoopConfig
+    batches_per_epoch: int  # of the task's EpochSampler
+    build_network: Callable[[], nn.Module]  # the task's model, on the CPU
+    fused: bool = False  # AdamW in one kernel (the stage's own loop on a CPU or CUDA)
+    model: nn.Module | None = None  # the one `build_model` made
+    smooth: tuple[float, float] = (0.0, 0.0)  # the loss's moving average and its weight
+
+    @property
+    def per_epoch(self) -> int:
+        return steps_per_epoch(self.batches_per_epoch, self.cfg.accumulate)
+
+    @property
+    def total(self) -> int:
+        """The run's optimizer steps: --max_steps, else --epochs of them."""
+        return self.cfg.max_steps or self.cfg.epochs * self.per_epoch
+
+    def build_model(self) -> nn.Module:
+        self.model = self.build_network()
+        return self.model
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.AdamW:
+        cfg = self.cfg
+        return make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.beta2, fused=self.fused)
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        """By steps alone: a resumed run's rates are the uninterrupted run's."""
+        cfg = self.cfg
+        return lr_factor(
+            step, 0.0, warmup_steps=cfg.warmup_steps(self.total), max_steps=self.total,
+            decay=cfg.schedule, min_ratio=cfg.min_lr_ratio,
         )  # fmt: skip
 
-    smooth = [0.0, 0.0]  # an exponential moving average of the loss and its weight, for the plot
+    def precision(self, env: Setup) -> str:
+        return resolve_loop_precision(self.cfg, env)
 
-    def step_metrics(s: FitState, loss: float) -> dict[str, float]:
-        smooth[0] = 0.98 * smooth[0] + 0.02 * loss
-        smooth[1] = 0.98 * smooth[1] + 0.02  # corrects the average's start at 0
-        return {"loss_smooth": smooth[0] / smooth[1], "weight_norm": total_norm(model.parameters())}
+    def step_metrics(self, state: FitState, loss: float) -> dict[str, float]:
+        """A smoothed loss for the plot (an exponential moving average, its start at 0
+        corrected) and the weight norm."""
+        average, weight = self.smooth
+        self.smooth = (0.98 * average + 0.02 * loss, 0.98 * weight + 0.02)
+        return {
+            "loss_smooth": self.smooth[0] / self.smooth[1],
+            "weight_norm": total_norm(self.model.parameters()),
+        }
 
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, 0.0, warmup_steps=warmup, max_steps=total, decay=cfg.schedule,
-            min_ratio=cfg.min_lr_ratio,
-        ),  # by steps alone: a resumed run's rates are the uninterrupted run's
+
+def epoch_task(recipe: Recipe, task: Any, keep_best: KeepBest | None, **stage: Any) -> TrainingTask:
+    """The `TrainingTask` of a task trained by this recipe; `stage` holds the task's own
+    fields (checkpoint_meta, write_run_files, shard_units, item_name, description, report).
+
+    `task` has a `sampler` (shared.epochs.EpochSampler). With `keep_best` the checkpoint that
+    scores best is kept as checkpoints/best; without, the last weights are saved under that
+    name. A run cut by the time limit is evaluated where it stopped.
+    """
+    cfg = recipe.cfg
+    return TrainingTask(
+        stage=STAGE,
+        config=cfg,
+        task=task,
+        build_model=recipe.build_model,
+        build_optimizer=recipe.build_optimizer,
+        schedule=recipe.schedule,
         grad_clip=cfg.grad_clip,
-        item_name=item_name,
+        max_steps=recipe.total,
+        eval_interval=cfg.eval_interval or recipe.per_epoch,  # an epoch ends every per_epoch
+        sampler=task.sampler,
         accumulation_steps=cfg.accumulate,
         keep_best=keep_best,
-        evaluate_at_end=True,  # a run cut by the time limit is evaluated where it stopped
-        step_metrics=step_metrics,
-    )  # fmt: skip
-    opts = dataclasses.replace(cfg, max_steps=total)
-    with StopSignals() as stop:
-        state = fit(
-            task, model, optimizer, opts, settings, run, state, device, precision, save, stop
-        )
-        if stop.requested:
-            folder = save(state, "interrupted")
-            print(
-                f"interrupted at step {state.step} (epoch {state.sampler.epochs_done:.2f}); "
-                f"saved {folder}\nresume with: uv run --package {STAGE} train "
-                f"--resume={run.folder}",
-                flush=True,
-            )
-            raise SystemExit(stop.exit_code)
-    if keep_best is None:
-        save(state, "best")  # no selection: the last weights are the ones kept
-    return state
+        evaluate_at_end=True,
+        step_metrics=recipe.step_metrics,
+        precision=recipe.precision,
+        final_checkpoint=None if keep_best is not None else "best",
+        **stage,
+    )
+
+
+def fused_on(env: Setup | None) -> bool:
+    """AdamW's fused kernel under the stage's own loop on a CPU or CUDA; training_kit's
+    engines (env None) take the plain one."""
+    return env is not None and env.device.type in ("cpu", "cuda")
 
 
 def best_epoch(state: FitState, batches_per_epoch: int, accumulate: int) -> float:

@@ -1,4 +1,4 @@
-"""The translation task (Multi30k German -> English), trained by loop.py on `shared.fit`.
+"""The translation task (Multi30k German -> English), trained by loop.py's recipe.
 
     uv run --package transformer train --task translation
     uv run --package transformer eval --run RUN                  # test BLEU again
@@ -12,10 +12,12 @@ with label smoothing (the paper's 0.1: the model is trained to put 90% on the ri
 spread 10% over the rest, which hurts perplexity but helps BLEU). After every epoch: validation
 loss (which picks the best epoch, whose weights are kept; or, with `--select_fraction`, the
 loss on a slice held out of the training pairs) and greedy BLEU on the first
-`val_bleu_sentences` validation captions; at the end, BLEU on test_2016_flickr with beam
-search, printed with sacrebleu's signature, and samples.md with translations and references.
+`val_bleu_sentences` validation captions; at the end (`TranslationRun.report`), BLEU on
+test_2016_flickr with beam search, printed with sacrebleu's signature, and samples.md with
+translations and references.
 The reported figure is the test BLEU, so choosing the epoch by the validation split's loss
-does not touch the data it comes from.
+does not touch the data it comes from. `prepare` builds it all as a `TrainingTask` (for
+`transformer train` and training_kit alike).
 """
 
 import json
@@ -47,9 +49,19 @@ from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import ConfigError, UsageError
 from shared.fit import KeepBest, to_device
 from shared.runs import Run
-from shared.training import setup
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import Setup
 from transformer.decoding import beam_search_batch, greedy_decode
-from transformer.loop import LoopConfig, best_epoch, held_out, kept_weights, train_task
+from transformer.loop import (
+    LoopConfig,
+    Recipe,
+    best_epoch,
+    epoch_task,
+    fused_on,
+    held_out,
+    kept_weights,
+)
 from transformer.positions import plot_sinusoidal
 from transformer.report import plot_curves
 from transformer.translator import TransformerTranslator, TranslatorConfig
@@ -245,52 +257,107 @@ def write_samples(path: Path, pairs: Sequence[Pair], hyps: Sequence[str], n: int
     write_text_atomic(path, "\n".join(lines))
 
 
-def train_translator(
-    cfg: TranslationConfig, run: Run, data: dict[str, list[Pair]], resume_from: Path | None = None
-) -> dict:
-    """Train, keep the checkpoint with the lowest selection loss, then report test BLEU (greedy
-    and beam)."""
-    env = setup(cfg)  # threads, device, precision, seeds
+def translation_data(
+    cfg: TranslationConfig, data: dict[str, list[Pair]], vocabs: tuple[Vocab, Vocab] | None
+) -> tuple[dict[str, list[Pair]], list[Pair], Vocab, Vocab]:
+    """(data with the selection pairs taken out of "train", the selection pairs, source and
+    target vocabularies): the vocabularies (unless given: a resumed run's) from the rest."""
     fit_rows, select_rows = held_out(len(data["train"]), cfg.select_fraction, cfg.seed)
     select = [data["train"][i] for i in select_rows]
     data = {**data, "train": [data["train"][i] for i in fit_rows]}
-    src, tgt = build_vocabs(data["train"], cfg.min_freq, cfg.model.share_embeddings)
-    src.save(run.folder / "src_vocab.json")
-    tgt.save(run.folder / "tgt_vocab.json")
-    model = build_model(cfg, src, tgt)
-    plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
-    task = TranslationTask(cfg, data, src, tgt, select)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{len(task.train):,} training pairs ({len(select):,} more held out to pick the best "
-        f"epoch), vocabularies {len(src):,} (de) / {len(tgt):,} (en), {n_params:,} parameters",
-        flush=True,
-    )
-    keep = KeepBest("select_loss" if select else "val_loss", "min", cfg.patience)
-    meta = {"config": config_to_dict(cfg)}
-    state = train_task(task, model, cfg, run, env, meta, keep, "tok", resume_from)
+    if vocabs is None:
+        vocabs = build_vocabs(data["train"], cfg.min_freq, cfg.model.share_embeddings)
+    return data, select, *vocabs
 
-    device = env.device
-    kept_weights(run, model, device)
-    greedy, _, greedy_s = test_bleu(model, data["test"], src, tgt, 1, cfg.alpha, device)
-    bleu, hyps, beam_s = test_bleu(model, data["test"], src, tgt, cfg.beam_size, cfg.alpha, device)
-    write_samples(run.folder / "samples.md", data["test"], hyps)
-    epoch = best_epoch(state, task.sampler.batches_per_epoch, cfg.accumulate)
-    summary = {
-        "test_bleu": bleu, "test_bleu_greedy": greedy, "beam_size": cfg.beam_size,
-        "best_epoch": epoch, "selected_by": keep.metric, "train_minutes": state.elapsed / 60,
-        "decode_seconds_greedy": greedy_s, "decode_seconds_beam": beam_s,
-        "signature": bleu_signature(),
-    }  # fmt: skip
-    write_text_atomic(run.folder / "results.json", json.dumps(summary, indent=2))
-    plot_curves(run, "val_bleu")
-    print(
-        f"test BLEU {bleu:.2f} (beam {cfg.beam_size}), {greedy:.2f} (greedy); kept epoch "
-        f"{epoch:.2f} (by {keep.metric}), trained {state.elapsed / 60:.1f} min; "
-        f"{bleu_signature()}",
-        flush=True,
+
+def saved_vocabs(folder: Path) -> tuple[Vocab, Vocab]:
+    """A run's source and target vocabularies, as `TranslationRun.write_run_files` saved them."""
+    paths = [folder / "src_vocab.json", folder / "tgt_vocab.json"]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]} is missing: is {folder} a translation run?")
+    return Vocab.load(paths[0]), Vocab.load(paths[1])
+
+
+@dataclass
+class TranslationRun:
+    """What the translator's run files, checkpoints and report need to know."""
+
+    cfg: TranslationConfig
+    task: TranslationTask
+    keep: KeepBest
+
+    def build_model(self) -> TransformerTranslator:
+        return build_model(self.cfg, self.task.src_vocab, self.task.tgt_vocab)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg)}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.task.src_vocab.save(folder / "src_vocab.json")  # where `translate` looks for them
+        self.task.tgt_vocab.save(folder / "tgt_vocab.json")
+
+    def shard_units(self, model: TransformerTranslator) -> list[nn.Module]:
+        return [*model.transformer.encoder.layers, *model.transformer.decoder.layers]
+
+    def report(self, trained: Trained) -> None:
+        """Test BLEU of the kept weights, greedy and with beam search; samples.md,
+        results.json and the curves."""
+        cfg, run, state, device = self.cfg, trained.run, trained.state, trained.env.device
+        model, test, src, tgt = trained.model, self.task.data["test"], *self.vocabs
+        plot_sinusoidal(run.folder / "positions.png", 50, cfg.model.d_model)
+        kept_weights(run, model, device)
+        greedy, _, greedy_s = test_bleu(model, test, src, tgt, 1, cfg.alpha, device)
+        bleu, hyps, beam_s = test_bleu(model, test, src, tgt, cfg.beam_size, cfg.alpha, device)
+        write_samples(run.folder / "samples.md", test, hyps)
+        epoch = best_epoch(state, self.task.sampler.batches_per_epoch, cfg.accumulate)
+        summary = {
+            "test_bleu": bleu, "test_bleu_greedy": greedy, "beam_size": cfg.beam_size,
+            "best_epoch": epoch, "selected_by": self.keep.metric,
+            "train_minutes": state.elapsed / 60, "decode_seconds_greedy": greedy_s,
+            "decode_seconds_beam": beam_s, "signature": bleu_signature(),
+        }  # fmt: skip
+        write_text_atomic(run.folder / "results.json", json.dumps(summary, indent=2))
+        plot_curves(run, "val_bleu")
+        print(
+            f"test BLEU {bleu:.2f} (beam {cfg.beam_size}), {greedy:.2f} (greedy); kept epoch "
+            f"{epoch:.2f} (by {self.keep.metric}), trained {state.elapsed / 60:.1f} min; "
+            f"{bleu_signature()}",
+            flush=True,
+        )
+
+    @property
+    def vocabs(self) -> tuple[Vocab, Vocab]:
+        return self.task.src_vocab, self.task.tgt_vocab
+
+
+def prepare(
+    cfg: TranslationConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """The translator's `TrainingTask` (for `transformer train --task translation` and
+    training_kit): the pairs, the vocabularies (a resumed run's own), `TranslationTask` and the
+    recipe; the checkpoint with the lowest selection loss is kept, then test BLEU reported."""
+    saved = saved_vocabs(resume.run_folder) if resume is not None else None
+    data, select, src, tgt = translation_data(cfg, load_pairs(cfg), saved)
+    task = TranslationTask(cfg, data, src, tgt, select)
+    keep = KeepBest("select_loss" if select else "val_loss", "min", cfg.patience)
+    translation = TranslationRun(cfg, task, keep)
+    recipe = Recipe(cfg, task.sampler.batches_per_epoch, translation.build_model, fused_on(env))
+    return epoch_task(
+        recipe,
+        task,
+        keep,
+        checkpoint_meta=translation.checkpoint_meta,
+        write_run_files=translation.write_run_files,
+        shard_units=translation.shard_units,
+        item_name="tok",
+        description=(
+            f"transformer translator: {len(task.train):,} training pairs ({len(select):,} more "
+            f"held out to pick the best epoch), vocabularies {len(src):,} (de) / {len(tgt):,} "
+            f"(en); {recipe.total} optimizer steps ({recipe.per_epoch} an epoch)"
+        ),
+        report=translation.report,
     )
-    return summary
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,11 +367,7 @@ def train_translator(
 def load_translation_run(run: Run, device: Any = "cpu"):
     """(config, model, source vocab, target vocab) of a finished run, checked."""
     cfg = config_from_dict(TranslationConfig, run.config_dict(), f"{run.folder}/config.json")
-    paths = [run.folder / "src_vocab.json", run.folder / "tgt_vocab.json"]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise UsageError(f"{missing[0]} is missing: is {run.folder} a finished translation run?")
-    src, tgt = Vocab.load(paths[0]), Vocab.load(paths[1])
+    src, tgt = saved_vocabs(run.folder)
     model = build_model(cfg, src, tgt)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     checkpoint = load_checkpoint(run.checkpoints / "best", expected, framework="torch")
