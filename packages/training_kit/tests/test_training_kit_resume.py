@@ -40,9 +40,10 @@ def kit(*args: str) -> int:
     return run_command("train", ["--stage=training_kit", *args])
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+@pytest.mark.parametrize("optimizer", ["muon"])  # adamw: tests/test_workspace_resume.py
 def test_a_single_process_run_resumes_exactly(runs, text_file, optimizer):
-    """With dropout: the checkpoint keeps the generator its masks come from."""
+    """With dropout: the checkpoint keeps the generator its masks come from (AdamW's run is
+    the workspace resume test's training_kit entry, interrupted by a real SIGINT)."""
     common = [*TINY, f"--text_file={text_file}", f"--optimizer={optimizer}", "--model.dropout=0.2"]
     assert kit(*common, "--max_steps=3", "--run_name=cut") == 0
     assert kit("--resume=cut", "--max_steps=6", "--run_name=resumed") == 0
