@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from attention.cli import evaluate, train, translate
-from attention.train import TrainConfig, load_translator, train_translator
+from attention.train import TrainConfig, load_translator, translator_task
 from shared.config import parse_config
 from shared.errors import ConfigError, DatasetError
-from shared.runs import Run
 from shared.testing import dataset_or_skip
+from shared.trainer import run_training
+from shared.training import setup
 
 # A toy language pair: each "German" word has one English word, the order is kept.
 LEXICON = {
@@ -61,9 +62,10 @@ TINY = [
 @pytest.fixture(scope="module")
 def tiny_run(runs_dir):
     cfg = parse_config(TrainConfig, [*TINY, "--run-name=toy"], prog="attention train")
-    run = Run.start("attention", cfg, name=cfg.run_name, quiet=True)
-    results = train_translator(cfg, run, toy_pairs(240, 0), toy_pairs(20, 1), toy_pairs(30, 2))
-    return run, results
+    job = translator_task(cfg, toy_pairs(240, 0), toy_pairs(20, 1), toy_pairs(30, 2))
+    trained = run_training(job, setup(cfg))
+    (test_bleu,) = [r["test_bleu"] for r in trained.run.metrics() if "test_bleu" in r]
+    return trained.run, {**trained.final, "test_bleu": test_bleu}
 
 
 def test_training_on_in_memory_pairs_writes_a_complete_run(tiny_run):

@@ -16,41 +16,26 @@ from pathlib import Path
 from typing import Literal
 
 from attention.train import (
+    STAGE,
     TrainConfig,
     bleu_on,
     heatmap_for,
     load_translator,
-    train_translator,
+    prepare,
     translate_sentences,
 )
-from attention.translation_data import load_multi30k, read_pairs
-from shared.checkpoint import read_meta
+from attention.translation_data import load_multi30k
 from shared.config import option, parse_config
 from shared.device import autocast, pick_device, resolve_precision
 from shared.errors import ConfigError
-from shared.runs import Run, find_checkpoint
+from shared.runs import Run
+from shared.trainer import train_command
 
 
 def train(argv: list[str]) -> None:
+    """Train: `attention.train.prepare` declares the task, `shared.trainer` runs it."""
     description = __doc__.split("\n\n")[0]
-    cfg = parse_config(TrainConfig, argv, prog="attention train", description=description)
-    resume_from = None
-    if cfg.resume:  # the run's own config, under this command's options (a new --max_steps)
-        resume_from = find_checkpoint("attention", cfg.resume)
-        saved = read_meta(resume_from).get("config", {})
-        cfg = parse_config(TrainConfig, argv, prog="attention train", saved=saved)
-    # The data before the run folder: a missing dataset leaves nothing behind.
-    files = (cfg.train_file, cfg.val_file, cfg.test_file)
-    if any(f is not None for f in files):
-        if not all(f is not None for f in files):
-            raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
-        train_pairs, val_pairs, test_pairs = (read_pairs(f) for f in files)
-    else:
-        data = load_multi30k()
-        train_pairs, val_pairs, test_pairs = data["train"], data["val"], data["test_2016_flickr"]
-    run = Run.start("attention", cfg, name=cfg.run_name)
-    train_translator(cfg, run, train_pairs, val_pairs, test_pairs, resume_from)
-    run.finish()
+    train_command(STAGE, TrainConfig, argv, prepare, description=description)
 
 
 @dataclass

@@ -1,26 +1,26 @@
-"""The translation task and its training loop, on sentence pairs held in memory.
+"""The translation task and what its run needs, on sentence pairs held in memory.
 
-The task (loss, translation, BLEU) is separate from the loop, and the loop takes plain
-`(German, English)` string pairs, so the same code trains on Multi30k (cli.py loads it) or on a
-few synthetic pairs in a test. The data half (vocabularies, ids, batches) is translation_data.py,
-shared with the transformer stage.
+The task (loss, translation, BLEU) is separate from the loop, and it takes plain
+`(German, English)` string pairs, so the same code trains on Multi30k (`prepare` loads it) or on
+a few synthetic pairs in a test (`translator_task`). The data half (vocabularies, ids, batches)
+is translation_data.py, shared with the transformer stage.
 
 One epoch: shuffle the training pairs, sort them by length within chunks of 50 batches (so a
 batch holds sentences of similar length and little padding), and take Adam steps on the mean
 cross-entropy per target word, with gradient clipping, label smoothing and a cosine learning-rate
 decay. After each epoch: validation loss, greedy BLEU on a slice of the validation set, and a
-checkpoint. At the end: BLEU of beam search on the test pairs and a heatmap of the attention.
-The last epoch's weights are the ones kept (no epoch is chosen by a score).
+checkpoint. At the end (`TranslatorRun.report`): BLEU of beam search on the test pairs and a
+heatmap of the attention. The last epoch's weights are the ones kept, as checkpoints/final (no
+epoch is chosen by a score).
 
-The loop itself is `shared.fit.fit`, the one every stage trains with; `TranslationTask` is what
-it needs to know about this problem. The epochs come from `shared.epochs.EpochSampler`, whose
-order depends on (seed, epoch) only, so a checkpoint (weights, Adam's moments, the step, the
-epoch position, every RNG state) resumes exactly: `train --resume=RUN` continues an
-interrupted run with the losses an uninterrupted one would have had (tested with a real SIGINT).
+The loop is `shared.fit.fit` and the run's life (resume, Ctrl-C, checkpoints) is
+`shared.trainer`, the ones every stage trains with; `TranslationTask` is what they need to know
+about this problem. The epochs come from `shared.epochs.EpochSampler`, whose order depends on
+(seed, epoch) only, so a checkpoint (weights, Adam's moments, the step, the epoch position,
+every RNG state) resumes exactly: `train --resume=RUN` continues an interrupted run with the
+losses an uninterrupted one would have had.
 """
 
-import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -34,18 +34,27 @@ from attention.bleu import corpus_bleu
 from attention.decode import Hypothesis, beam_search_batch, greedy_decode
 from attention.heatmap import plot_attention
 from attention.seq2seq import Seq2Seq, Seq2SeqConfig
-from attention.translation_data import Example, Pair, batches, build_vocabs, encode_pairs, pad
+from attention.translation_data import (
+    Example,
+    Pair,
+    batches,
+    build_vocabs,
+    encode_pairs,
+    load_multi30k,
+    pad,
+    read_pairs,
+)
 from attention.vocab import PAD, Vocab, detokenize, tokenize
-from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.checkpoint import load_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
-from shared.device import autocast
 from shared.epochs import EpochSampler, length_grouped_batches
-from shared.errors import CheckpointError, UsageError
-from shared.fit import FitSettings, FitState, fit
+from shared.errors import CheckpointError, ConfigError, UsageError
 from shared.runs import Run
-from shared.seeding import rng_state, set_rng_state
-from shared.training import RunOptions, StopSignals, lr_factor, setup
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained
+from shared.training import RunOptions, Setup, lr_factor
 
+STAGE = "attention"
 EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
 
@@ -189,30 +198,12 @@ def heatmap_for(translation: Translation, path: Path, title: str = "") -> Path:
 # Saving and loading a trained translator
 
 
-def save_translator(
-    run: Run,
-    model: Seq2Seq,
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    meta: dict[str, Any],
-    name: str = "final",
-) -> Path:
-    src_vocab.save(run.folder / "vocab_de.json")
-    tgt_vocab.save(run.folder / "vocab_en.json")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_checkpoint(run.checkpoints / name, state, meta=meta)
-
-
 def load_translator(
     run: Run, device: torch.device | None = None
 ) -> tuple[Seq2Seq, Vocab, Vocab, TrainConfig]:
     """The model, vocabularies and config of a finished (or interrupted) training run."""
     cfg = config_from_dict(TrainConfig, run.config_dict(), source=str(run.folder / "config.json"))
-    try:
-        src_vocab = Vocab.load(run.folder / "vocab_de.json")
-        tgt_vocab = Vocab.load(run.folder / "vocab_en.json")
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{run.folder} has no readable vocabularies ({error})") from None
+    src_vocab, tgt_vocab = run_vocabs(run.folder)
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     ckpt = load_checkpoint(run.checkpoints / "final", expected=expected, framework="torch")
@@ -262,119 +253,172 @@ class TranslationTask:
         return metrics
 
 
-def train_translator(
-    cfg: TrainConfig,
-    run: Run,
-    train_pairs: Sequence[Pair],
-    val_pairs: Sequence[Pair],
-    test_pairs: Sequence[Pair] | None = None,
-    resume_from: Path | None = None,
-) -> dict[str, Any]:
-    """Train on in-memory pairs, write vocabularies, checkpoint, plots and heatmap into `run`;
-    with `resume_from`, continue that checkpoint's run exactly."""
-    env = setup(cfg)  # threads, device, precision (and why), seeds
-    device, precision = env.device, env.precision
-    ctx = autocast(device, precision)
-    src_vocab, tgt_vocab = build_vocabs(train_pairs, cfg.min_freq)
-    train_ex = encode_pairs(train_pairs, src_vocab, tgt_vocab, cfg.max_len)
-    val_ex = encode_pairs(val_pairs, src_vocab, tgt_vocab)
-    if not train_ex:
-        raise UsageError(f"no training pairs left after --max-len={cfg.max_len}")
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{len(train_ex):,} training pairs, vocabularies de {len(src_vocab):,} / en "
-        f"{len(tgt_vocab):,} words, {n_params / 1e6:.2f}M parameters, {device}, "
-        f"{env.precision_note}, {env.threads_note}",
-        flush=True,
-    )
-    task = TranslationTask(cfg, train_ex, val_ex, list(val_pairs[: cfg.val_bleu_sentences]),
-                           src_vocab, tgt_vocab)  # fmt: skip
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    opt.param_groups[0]["peak_lr"] = cfg.lr
-    total = cfg.max_steps or cfg.epochs * task.sampler.batches_per_epoch
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed), sampler=task.sampler)
-    if resume_from is not None:
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        checkpoint = load_checkpoint(resume_from, expected, framework="torch")
-        model.load_state_dict(checkpoint.model)
-        opt.load_state_dict(checkpoint.optimizer)
-        opt.param_groups[0]["peak_lr"] = cfg.lr  # this command's --lr wins
-        state.load_state_dict(checkpoint.meta["fit"])
-        set_rng_state(checkpoint.meta["rng"])
-        earlier = Run(resume_from.parent.parent).metrics()
-        with open(run.metrics_path, "w", encoding="utf-8") as fh:  # the curve goes on from there
-            fh.writelines(json.dumps(m) + "\n" for m in earlier if m["step"] <= state.step)
-        print(f"resumed from {resume_from} at step {state.step}", flush=True)
+def load_translation_pairs(cfg: TrainConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """(train, val, test) pairs: the three files given, else Multi30k (test_2016_flickr)."""
+    files = (cfg.train_file, cfg.val_file, cfg.test_file)
+    if any(f is not None for f in files):
+        if not all(f is not None for f in files):
+            raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
+        train, val, test = (read_pairs(f) for f in files)
+        return train, val, test
+    data = load_multi30k()
+    return data["train"], data["val"], data["test_2016_flickr"]
 
-    def save(s: FitState, name: str | None = None) -> Path:
-        """A checkpoint that resumes exactly: weights, Adam's moments, fit's state, RNGs."""
-        src_vocab.save(run.folder / "vocab_de.json")
-        tgt_vocab.save(run.folder / "vocab_en.json")
-        return save_checkpoint(
-            run.checkpoints / (name or f"step_{s.step:06d}"),
-            {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=opt.state_dict(),
-            meta={"step": s.step, "epoch": s.sampler.epochs_done, "config": config_to_dict(cfg),
-                  "train_seconds": s.elapsed, "fit": s.state_dict(), "rng": rng_state()},
+
+def run_vocabs(folder: Path) -> tuple[Vocab, Vocab]:
+    """A run's German and English vocabularies, as `TranslatorRun.write_run_files` saved them."""
+    try:
+        return Vocab.load(folder / "vocab_de.json"), Vocab.load(folder / "vocab_en.json")
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{folder} has no readable vocabularies ({error})") from None
+
+
+@dataclass
+class TranslatorRun:
+    """The translator's pieces of a `TrainingTask`: the model, Adam, the schedule, the run
+    files, and the after-work (the summary, the plots, test BLEU, the heatmap)."""
+
+    cfg: TrainConfig
+    task: TranslationTask
+    test_pairs: Sequence[Pair]
+
+    @property
+    def total(self) -> int:
+        """The run's steps: --max_steps, else --epochs of them."""
+        return self.cfg.max_steps or self.cfg.epochs * self.task.sampler.batches_per_epoch
+
+    def build_model(self) -> Seq2Seq:
+        return Seq2Seq(self.cfg.model, len(self.task.src_vocab), len(self.task.tgt_vocab))
+
+    def build_optimizer(self, model: Seq2Seq) -> torch.optim.Adam:
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
+        optimizer.param_groups[0]["peak_lr"] = self.cfg.lr  # shared.fit: lr = peak * schedule
+        return optimizer
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        """Half a cosine down to lr / 20. With a time limit it follows whichever is further
+        along, steps or time, so a run cut short by the clock still ends at a low rate."""
+        return lr_factor(
+            step, elapsed, warmup_steps=0, max_steps=self.total, seconds=seconds,
+            decay="cosine", min_ratio=0.05,
         )  # fmt: skip
 
-    settings = FitSettings(
-        # With a time limit the schedule follows whichever is further along, steps or time, so
-        # that a run cut short by the clock still ends at a low learning rate: half a cosine
-        # down to lr / 20 (shared.training.lr_factor).
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=0, max_steps=total, seconds=seconds, decay="cosine",
-            min_ratio=0.05,
-        ),
-        grad_clip=cfg.grad_clip,
-        item_name="tok",
-        evaluate_at_end=True,  # a run cut by the time limit is evaluated where it stopped
-    )  # fmt: skip
-    with StopSignals() as stop:
-        state = fit(task, model, opt, dataclasses.replace(cfg, max_steps=total), settings, run,
-                    state, device, precision, save, stop)  # fmt: skip
-        if stop.requested:
-            folder = save(state, "interrupted")
-            print(
-                f"interrupted at step {state.step} (epoch {state.sampler.epochs_done:.2f}); "
-                f"saved {folder}\nresume with: uv run --package attention train "
-                f"--resume={run.folder}",
-                flush=True,
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.cfg)}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.task.src_vocab.save(folder / "vocab_de.json")  # where `translate` looks for them
+        self.task.tgt_vocab.save(folder / "vocab_en.json")
+
+    def check_resume(self, resume: Resume) -> None:
+        """Refuse the final checkpoint of a run from before the shared layout: it kept the
+        weights alone, no optimizer and no loop state to continue from."""
+        if "fit" not in resume.meta:
+            raise CheckpointError(
+                f"{resume.checkpoint} holds the weights only (a run finished before the shared "
+                "checkpoint layout); resume from one of its step_* checkpoints"
             )
-            raise SystemExit(stop.exit_code)
-    last = [m for m in run.metrics() if "val_loss" in m]
-    results: dict[str, Any] = {
-        "epoch": state.sampler.epochs_done, "val_loss": last[-1]["val_loss"] if last else None,
-        "val_bleu": last[-1].get("val_bleu") if last else None,
-        "train_seconds": state.elapsed, "steps": state.step,
-        "stopped_early": bool(cfg.time_limit) and state.step < total,
-    }  # fmt: skip
-    run.plot_metrics("loss.png", ["loss", "val_loss"], title="cross-entropy per target word")
-    if any(r.get("val_bleu") is not None for r in run.metrics()):
-        run.plot_metrics("val_bleu.png", ["val_bleu"], title="greedy BLEU on validation")
-    if test_pairs:
+
+    def shard_units(self, model: Seq2Seq) -> list[torch.nn.Module]:
+        return [model.enc_fwd, model.enc_bwd, model.decoder]  # the recurrent layers
+
+    def finish(self, trained: Trained) -> dict[str, Any]:
+        """The run's summary, kept in checkpoints/final's meta: the last evaluation's scores."""
+        state = trained.state
+        last = [m for m in trained.run.metrics() if "val_loss" in m]
+        return {
+            "epoch": state.sampler.epochs_done, "val_loss": last[-1]["val_loss"] if last else None,
+            "val_bleu": last[-1].get("val_bleu") if last else None,
+            "train_seconds": state.elapsed, "steps": state.step,
+            "stopped_early": bool(self.cfg.time_limit) and state.step < self.total,
+        }  # fmt: skip
+
+    def report(self, trained: Trained) -> dict[str, Path]:
+        """The curves, test BLEU with beam search (logged as test_bleu) and the heatmap of the
+        example sentence."""
+        cfg, run, model, device = self.cfg, trained.run, trained.model, trained.env.device
+        src, tgt = self.task.src_vocab, self.task.tgt_vocab
+        run.plot_metrics("loss.png", ["loss", "val_loss"], title="cross-entropy per target word")
+        if any(r.get("val_bleu") is not None for r in run.metrics()):
+            run.plot_metrics("val_bleu.png", ["val_bleu"], title="greedy BLEU on validation")
+        if self.test_pairs:
+            self.test_bleu(trained)
+        (example,) = translate_sentences(
+            model, [EXAMPLE_SENTENCE], src, tgt, cfg.beam_size, cfg.alpha, device
+        )
+        heatmap = heatmap_for(
+            example, run.folder / "attention.png", title=f"{EXAMPLE_SENTENCE} -> {example.text}"
+        )
+        print(f"{EXAMPLE_SENTENCE} -> {example.text}", flush=True)
+        return {"attention heatmap": heatmap}
+
+    def test_bleu(self, trained: Trained) -> float:
+        """BLEU of beam search on the test pairs: printed, logged, translations written."""
+        cfg, run, device = self.cfg, trained.run, trained.env.device
         start = time.perf_counter()
         bleu, texts = bleu_on(
-            model, test_pairs, src_vocab, tgt_vocab, cfg.beam_size, cfg.alpha, device, ctx
-        )
+            trained.model, self.test_pairs, self.task.src_vocab, self.task.tgt_vocab,
+            cfg.beam_size, cfg.alpha, device, trained.precision_ctx(),
+        )  # fmt: skip
         (run.folder / "test_translations.en").write_text("\n".join(texts) + "\n", encoding="utf-8")
-        results.update(test_bleu=bleu, test_decode_seconds=time.perf_counter() - start)
+        seconds = time.perf_counter() - start
         print(
-            f"test BLEU {bleu:.2f} (beam {cfg.beam_size}, {len(test_pairs)} sentences, "
+            f"test BLEU {bleu:.2f} (beam {cfg.beam_size}, {len(self.test_pairs)} sentences, "
             f"sacrebleu 13a, cased)",
             flush=True,
         )
-        run.log(state.step, test_bleu=bleu)
-    (example,) = translate_sentences(
-        model, [EXAMPLE_SENTENCE], src_vocab, tgt_vocab, cfg.beam_size, cfg.alpha, device
+        run.log(trained.state.step, test_bleu=bleu, test_decode_seconds=seconds)
+        return bleu
+
+
+def translator_task(
+    cfg: TrainConfig,
+    train_pairs: Sequence[Pair],
+    val_pairs: Sequence[Pair],
+    test_pairs: Sequence[Pair] = (),
+    vocabs: tuple[Vocab, Vocab] | None = None,
+) -> TrainingTask:
+    """The `TrainingTask` for in-memory pairs (Multi30k's or a test's): the vocabularies
+    (unless given: a resumed run's) from the training pairs, `TranslationTask`, Adam."""
+    src_vocab, tgt_vocab = vocabs or build_vocabs(train_pairs, cfg.min_freq)
+    train_ex = encode_pairs(train_pairs, src_vocab, tgt_vocab, cfg.max_len)
+    if not train_ex:
+        raise UsageError(f"no training pairs left after --max-len={cfg.max_len}")
+    val_ex = encode_pairs(val_pairs, src_vocab, tgt_vocab)
+    task = TranslationTask(cfg, train_ex, val_ex, list(val_pairs[: cfg.val_bleu_sentences]),
+                           src_vocab, tgt_vocab)  # fmt: skip
+    translator = TranslatorRun(cfg, task, test_pairs)
+    return TrainingTask(
+        stage=STAGE,
+        config=cfg,
+        task=task,
+        build_model=translator.build_model,
+        build_optimizer=translator.build_optimizer,
+        schedule=translator.schedule,
+        checkpoint_meta=translator.checkpoint_meta,
+        write_run_files=translator.write_run_files,
+        shard_units=translator.shard_units,
+        grad_clip=cfg.grad_clip,
+        max_steps=translator.total,
+        item_name="tok",
+        description=(
+            f"{len(train_ex):,} training pairs, vocabularies de {len(src_vocab):,} / en "
+            f"{len(tgt_vocab):,} words"
+        ),
+        sampler=task.sampler,
+        evaluate_at_end=True,  # a run cut by the time limit is evaluated where it stopped
+        check_resume=translator.check_resume,
+        finish=translator.finish,
+        report=translator.report,
     )
-    heatmap_for(
-        example, run.folder / "attention.png", title=f"{EXAMPLE_SENTENCE} -> {example.text}"
-    )
-    print(f"{EXAMPLE_SENTENCE} -> {example.text}", flush=True)
-    save_translator(
-        run, model, src_vocab, tgt_vocab,
-        meta={"step": state.step, "config": config_to_dict(cfg), **results},
-    )  # fmt: skip
-    return results
+
+
+def prepare(
+    cfg: TrainConfig, env: Setup | None = None, resume: Resume | None = None
+) -> TrainingTask:
+    """`attention train`'s task: the pairs (files or Multi30k), the vocabularies (a resumed
+    run's own), the translator. It runs before the run folder exists: a missing dataset leaves
+    nothing behind."""
+    train_pairs, val_pairs, test_pairs = load_translation_pairs(cfg)
+    vocabs = run_vocabs(resume.run_folder) if resume is not None else None
+    return translator_task(cfg, train_pairs, val_pairs, test_pairs, vocabs)
