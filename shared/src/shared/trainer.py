@@ -42,7 +42,7 @@ from typing import Any
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import parse_config
 from shared.device import autocast
-from shared.fit import FitSettings, FitState, fit
+from shared.fit import FitSettings, FitState, KeepBest, fit
 from shared.runs import Run, find_checkpoint
 from shared.seeding import rng_state, seed_everything, set_rng_state
 from shared.tasks import TrainingTask
@@ -139,6 +139,21 @@ def continue_metrics(run: Run, resume: Resume, step: int) -> None:
     earlier = [m for m in Run(resume.run_folder).metrics() if m["step"] <= step]
     with open(run.metrics_path, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(m) + "\n" for m in earlier)
+
+
+def carry_kept_checkpoint(
+    run: Run, resume: Resume, keep_best: KeepBest | None, state: FitState
+) -> None:
+    """Copy the resumed run's kept checkpoint (KeepBest's) into the new run, if it is the one
+    the restored state remembers: the resumed run saves a new one only if it beats that score,
+    so without the copy a run whose best came before the interruption would keep nothing."""
+    import shutil
+
+    if keep_best is None or state.best is None:
+        return
+    kept = resume.run_folder / "checkpoints" / keep_best.name
+    if kept.is_dir() and read_meta(kept).get("step") == state.best_step:
+        shutil.copytree(kept, run.checkpoints / keep_best.name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,6 +292,7 @@ def run_training(job: TrainingTask, env: Setup, resume: Resume | None = None) ->
     job.write_run_files(run.folder)
     if resume is not None:
         continue_metrics(run, resume, state.step)
+        carry_kept_checkpoint(run, resume, job.keep_best, state)
     _announce(job, env, precision, model, resume, state)
     trained = Trained(job, model, optimizer, state, run, env, precision)
     save = RunCheckpoints(job, run, model, optimizer)
