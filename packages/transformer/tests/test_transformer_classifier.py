@@ -91,6 +91,20 @@ def test_eval_command_scores_any_tsv(tiny_run, capsys, monkeypatch):
     assert "accuracy 100.00% (4/4)" in out
 
 
+def test_resuming_a_finished_run_keeps_its_best_checkpoint(tiny_run, monkeypatch):
+    """Resumed at its last step, the run trains no further and evaluates nothing new; the
+    report still reads checkpoints/best, carried over from the old run."""
+    import json
+
+    monkeypatch.setenv("RUNS_DIR", str(tiny_run / "runs"))
+    train(["--resume=tiny", "--run_name=again"])
+    runs = tiny_run / "runs" / "transformer"
+    best = [json.loads((runs / r / "checkpoints/best/meta.json").read_text())
+            for r in ("tiny", "again")]  # fmt: skip
+    assert best[1]["step"] == best[0]["step"] and best[1]["metrics"] == best[0]["metrics"]
+    assert (runs / "again" / "errors.md").is_file()
+
+
 def _fake_sst2(monkeypatch) -> None:
     """The registry's sst2 replaced by a few rows with its split names (train, validation)."""
     import datasets as hf_datasets
