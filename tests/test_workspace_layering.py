@@ -46,14 +46,7 @@ NUMPY_ONLY = ["shared", "micrograd"]  # their runtime closure must not contain t
 
 # member -> {declared stage its src never imports: why it is still declared}. Each entry is a
 # question still open, not a rule: remove it once the declaration is dropped (or imported).
-UNUSED_STAGES_KNOWN: dict[str, dict[str, str]] = {
-    "bert": {
-        "attention": "reached only through transformer; declared as the stage order's full row",
-        "seq_models": "reached only through transformer; declared as the stage order's full row",
-    },
-    "t5": {"seq_models": "reached only through transformer; declared as the full row"},
-    "transformer": {"seq_models": "reached only through attention; declared as the full row"},
-}
+UNUSED_STAGES_KNOWN: dict[str, dict[str, str]] = {}  # none: a stage declares what it imports
 
 
 def _normalize(name: str) -> str:
