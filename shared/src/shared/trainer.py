@@ -26,8 +26,9 @@ best evaluation, with KeepBest), "fit" (the loop's state: `FitState.state_dict()
 dropout masks and the learning rates the uninterrupted one would have: its losses are the same
 (tests/test_workspace_resume.py checks every stage's command with a real SIGINT).
 
-Stages whose loop is their lesson (mlp, seq_models) keep their loop and take the pieces:
-`find_resume`, `restore`, `checkpoint_meta`, `continue_metrics`, `stop_and_exit`. training_kit,
+Loops written out by hand (seq_models' truncated BPTT, training_kit's loop under Accelerate)
+take the pieces: `find_resume`, `resumed_config`, `restore` (= `load_weights` +
+`restore_state`), `continue_metrics`, `checkpoint_meta`, `stop_and_exit`. training_kit,
 whose engines shard the model and the optimizer, takes `restore`'s parts: `load_weights` (into
 the whole model, before sharding) and `restore_state` (the loop's state and the RNGs).
 """
