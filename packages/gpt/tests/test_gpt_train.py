@@ -7,6 +7,7 @@ that every Python carries.
 
 import contextlib
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +15,6 @@ import torch
 
 from gpt.cli import evaluate, sample, train
 from gpt.data import TokenData, characters_in_windows, make_tokenizer, sequential_windows
-from gpt.kit import RENAMED
 from gpt.model import GPT, lm_loss
 from gpt.train import (
     FinalEvalReserve,
@@ -25,6 +25,7 @@ from gpt.train import (
     model_config,
     predict_eval_seconds,
 )
+from gpt.train_run import RENAMED
 from shared.config import parse_config
 from shared.errors import CheckpointError, ConfigError
 from shared.fit import FitState
@@ -362,6 +363,32 @@ def test_gpt_resume_takes_a_new_lr_and_an_old_runs_renamed_options(text_file, tm
     resume = Resume(folder / "checkpoints" / "final", meta)
     cfg = resumed_config(TrainConfig, [f"--resume={folder}"], "gpt train", resume, RENAMED)
     assert (cfg.max_steps, cfg.warmup_steps) == (3, 0)
+
+
+def test_gpt_runs_saved_by_gpt_1_2_still_load_and_resume_exactly(text_file, tmp_path, capsys):
+    """A checkpoint as gpt 1.2 wrote it (the attention kernel in the model config, no variant,
+    the batch generator as `data_generator`, no `fit`) samples, evaluates and resumes."""
+    common = [*TINY, f"--text-file={text_file}", "--decay=constant", "--warmup-steps=0",
+              "--optimizer=adamw", "--model.dropout=0.1", "--sample-length=0"]  # fmt: skip
+    train([*common, "--max-steps=3", "--run-name=old"])
+    train([*common, "--max-steps=5", "--run-name=straight"])
+    folder = tmp_path / "runs" / "gpt" / "old"
+    meta_path = folder / "checkpoints" / "final" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["data_generator"] = meta.pop("fit")["generator"]
+    del meta["metrics"], meta["model"]["variant"], meta["config"]["model"]["variant"]
+    meta["model"]["fused_attention"] = True
+    meta["config"]["model"]["attention"] = "auto"
+    meta_path.write_text(json.dumps(meta))
+    for name in ("step_000003", "interrupted"):  # only the old final checkpoint is left
+        shutil.rmtree(folder / "checkpoints" / name, ignore_errors=True)
+
+    sample([f"--run={folder}", "--max-new-tokens=5"])
+    evaluate([f"--run={folder}"])
+    assert "nats/char" in capsys.readouterr().out
+    train([f"--resume={folder}", "--max-steps=5", "--run-name=resumed"])
+    resumed, straight = losses(metrics(tmp_path, "resumed")), losses(metrics(tmp_path, "straight"))
+    assert sorted(resumed) == [1, 2, 3, 4, 5] and resumed == straight
 
 
 def test_gpt_characters_in_windows_count_the_targets_text():

@@ -90,7 +90,11 @@ def test_a_run_of_the_stages_own_loop_is_resumed_by_its_stage(runs, text_file, c
     assert run_command("train", gpt) == 0
     capsys.readouterr()
     assert kit(f"--resume={runs / 'gpt' / 'own'}", "--max_steps=6") == 2
-    assert "resume it with that stage's command" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "resume it with the command that trained it" in err
+        and f"--resume={runs / 'gpt' / 'own'}" in err
+    )
 
 
 def test_ctrl_c_stops_every_worker_at_a_step_and_the_run_resumes_exactly(runs, text_file):

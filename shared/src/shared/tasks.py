@@ -15,8 +15,9 @@ offers all of it as a `TrainingTask`, built from the same command-line options a
 The stage's own `train` command runs the same `TrainingTask` through `shared.trainer` (the
 plain loop, `shared.fit.fit`); training_kit's engines are the second door into it, and the
 stage does not know which loop is behind it. Both build it with the stage's one `prepare`.
-The fields after `extra` are read by `shared.trainer` only: the plain loop's extras (epochs,
-accumulation, the kept checkpoint) and the stage's after-work (a final evaluation, a sample).
+The fields after `extra` are for `shared.trainer` (training_kit reads `note` alone): the plain
+loop's extras (epochs, accumulation, the kept checkpoint) and the stage's after-work (a final
+evaluation, a sample).
 """
 
 from collections.abc import Callable
@@ -76,7 +77,7 @@ class TrainingTask:
     check_resume: Callable[[Any], None] | None = None  # (Resume) -> None; raise if it misfits
     resume_command: str = ""  # printed on Ctrl-C before "--resume=RUN" (default: STAGE train)
     finish: Callable[[Any], dict[str, Any] | None] | None = None  # (Trained) -> final meta
-    final_checkpoint: str | None = "final"  # the last weights' name (None: KeepBest's is kept)
+    final_checkpoint: str | None = "final"  # the last weights' name (None: not saved)
     plots: dict[str, list[str]] = field(default_factory=dict)  # file name -> metrics plotted
     plot_title: Callable[[Any], str] | None = None  # (Trained) -> the plots' title
     report: Callable[[Any], dict[str, Path] | None] | None = None  # (Trained) -> paths to show

@@ -16,7 +16,8 @@ lives here, so `gpt train`, `transformer train`, `bert finetune` ... all take th
             fit(...)                          periodic checkpoints, pruned; KeepBest's
             stopped? checkpoints/interrupted, "resume with: ...", exit 130 or 143
             extra = job.finish(trained)       the stage's final evaluation
-            checkpoints/final                 (or the name the stage gives; none with KeepBest)
+            checkpoints/final                 (or the name the stage gives, or none; with
+                                              KeepBest, checkpoints/best is the one kept)
         plots; job.report(trained); run.finish()
 
 The one checkpoint layout (`checkpoint_meta`): the stage's own meta (its config, model config,
@@ -43,6 +44,7 @@ from typing import Any
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import parse_config
 from shared.device import autocast
+from shared.errors import CheckpointError
 from shared.fit import FitSettings, FitState, KeepBest, fit
 from shared.runs import Run, find_checkpoint
 from shared.seeding import rng_state, seed_everything, set_rng_state
@@ -124,10 +126,15 @@ def restore_state(meta: dict[str, Any], state: FitState) -> None:
 
     if "fit" in meta:
         state.load_state_dict(meta["fit"])
-    else:  # a gpt checkpoint from before this layout: step, elapsed and the batch generator
+    elif "data_generator" in meta:  # a gpt checkpoint from before this layout
         state.step, state.elapsed = meta["step"], meta["elapsed"]
         state.generator = state.generator or torch.Generator()
         state.generator.set_state(torch.tensor(meta["data_generator"], dtype=torch.uint8))
+    else:
+        raise CheckpointError(
+            "the checkpoint was saved before the shared layout and holds no loop state to "
+            "resume from; start a new run (its weights still load where an --init takes them)"
+        )
     if "rng" in meta:
         set_rng_state(meta["rng"])
     else:  # t5's checkpoints from before this layout saved torch's RNG (dropout's) only
@@ -317,16 +324,21 @@ def run_training(job: TrainingTask, env: Setup, resume: Resume | None = None) ->
             stop_and_exit(stop, state, save(state, "interrupted"), job.resume_command, run.folder)
         if job.finish is not None:
             trained.final = job.finish(trained) or {}
+        last = None
         if job.final_checkpoint is not None:
-            trained.checkpoint = save(state, job.final_checkpoint, trained.final)
-        elif job.keep_best is not None:
-            trained.checkpoint = run.checkpoints / job.keep_best.name
+            last = save(state, job.final_checkpoint, trained.final)
+        # the checkpoint the run's readers take: the kept one (KeepBest's), else the last
+        kept = run.checkpoints / job.keep_best.name if job.keep_best is not None else None
+        trained.checkpoint = kept or last
     if stop.requested:  # the signal came during the final evaluation: its checkpoint is saved
-        print(f"interrupted after the final checkpoint {trained.checkpoint}", flush=True)
+        print(f"interrupted after the final checkpoint {last}", flush=True)
         raise SystemExit(stop.exit_code)
     for filename, keys in job.plots.items():
         title = job.plot_title(trained) if job.plot_title is not None else ""
         run.plot_metrics(filename, keys, title=title)
     shown = job.report(trained) if job.report is not None else None
-    run.finish({"checkpoint": trained.checkpoint, **(shown or {})} if trained.checkpoint else shown)
+    where = {"kept checkpoint": kept} if kept is not None else {}
+    if last is not None:
+        where["checkpoint" if kept is None else "last checkpoint"] = last
+    run.finish({**where, **(shown or {})})
     return trained

@@ -267,7 +267,8 @@ class PretrainRun:
         return BertForMaskedLM(self.model_config)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"config": config_to_dict(self.cfg), "bert_config": asdict(self.model_config)}
+        return {"config": config_to_dict(self.cfg), "bert_config": asdict(self.model_config),
+                "prepared_seconds": self.prepared_seconds}  # fmt: skip
 
     def write_run_files(self, folder: Path) -> None:
         self.tokenizer.save(folder / "tokenizer")  # what --resume reloads
@@ -304,7 +305,10 @@ def prepare(
     tokenizer = run_tokenizer(cfg, texts, resume)
     rows = make_rows(cfg, texts, tokenizer)
     task = MaskedLMTask(cfg, tokenizer, rows)
-    job = PretrainRun(cfg, tokenizer, task, time.perf_counter() - started)
+    prepared = time.perf_counter() - started
+    if resume is not None:  # the first process's preparation (WordPiece's training) counts
+        prepared = resume.meta.get("prepared_seconds", prepared)
+    job = PretrainRun(cfg, tokenizer, task, prepared)
     return TrainingTask(
         stage=STAGE,
         config=cfg,

@@ -8,10 +8,11 @@ and weights to and from transformers.
     from gpt.hf import from_hf, to_hf     # GPT2LMHeadModel / LlamaForCausalLM <-> GPT
 
 Modules: model.py (GPTConfig, Block, GPT), kv_cache.py, generate.py (sampling), hf.py
-(transformers interop), data.py + train.py (the language-modelling task), kit.py (`prepare`:
-the task, declared once), runs.py (loading any run), cli.py (`train`, `sample`, `eval`); then
-three folders, one later stage each: chat/ (fine-tuning to chat), serve/ (an OpenAI-compatible
-server), deploy/ (int8 and export).
+(transformers interop), data.py + train.py (the language-modelling task), train_run.py
+(`prepare`: the task, declared once), kit.py (the same task for training_kit), runs.py
+(loading any run), cli.py (`train`, `sample`, `eval`); then three folders, one later stage
+each: chat/ (fine-tuning to chat), serve/ (an OpenAI-compatible server), deploy/ (int8 and
+export).
 """
 
 from gpt.generate import generate

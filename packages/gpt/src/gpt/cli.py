@@ -28,9 +28,9 @@ from gpt.data import (
     sequential_windows,
 )
 from gpt.generate import TextStreamer, generate
-from gpt.kit import RENAMED, prepare
 from gpt.runs import STAGE, load_run_model, run_folder_of
 from gpt.train import LMTask, TrainConfig
+from gpt.train_run import RENAMED, prepare
 from shared.config import option, parse_config
 from shared.device import (
     autocast,
@@ -48,7 +48,7 @@ __all__ = ["EvalConfig", "SampleConfig", "TrainConfig", "evaluate", "sample", "t
 
 
 def train(argv: list[str]) -> None:
-    """Train a GPT: `gpt.kit.prepare` declares the task, `shared.trainer` runs it."""
+    """Train a GPT: `gpt.train_run.prepare` declares the task, `shared.trainer` runs it."""
     description = __doc__.split("\n\n")[0]
     train_command(STAGE, TrainConfig, argv, prepare, description=description, renamed=RENAMED)
 

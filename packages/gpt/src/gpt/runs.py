@@ -32,9 +32,15 @@ def run_folder_of(checkpoint: Path) -> Path:
 
 
 def saved_model_config(meta: dict[str, Any]) -> dict[str, Any]:
-    """The model config a checkpoint saved, without `fused_attention`: runs saved before the
-    attention kernel became a run-time choice (gpt 1.2) kept it in their config."""
+    """The model config a checkpoint saved, as `GPTConfig` takes it today. Runs saved by gpt
+    1.2 and before kept `fused_attention` (now a run-time choice) and no `variant` (a preset:
+    their `pos`, `norm`, `activation` and `bias` are saved resolved, so it changes nothing)."""
     return {k: v for k, v in meta.get("model", {}).items() if k != "fused_attention"}
+
+
+def weights_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The fields that decide the weights: all but `variant`, a preset over the others."""
+    return {k: v for k, v in model_cfg.items() if k != "variant"}
 
 
 def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Path) -> None:
@@ -45,7 +51,7 @@ def check_compatible(meta: dict, model_cfg: GPTConfig, tok: Tokenizer, where: Pa
             f"checkpoint {where} was trained with tokenizer {saved_tok}, not {ours_tok}; "
             f"use the tokenizer saved with its run (and the same --tokenizer)"
         )
-    saved, ours = saved_model_config(meta), asdict(model_cfg)
+    saved, ours = weights_config(saved_model_config(meta)), weights_config(asdict(model_cfg))
     diff = [
         f"{k}={saved.get(k)!r} (asked: {ours.get(k)!r})" for k in ours if saved.get(k) != ours[k]
     ]

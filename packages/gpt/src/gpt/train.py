@@ -1,7 +1,7 @@
 """Training a GPT on text: the task (what to learn) apart from the loop (how to learn it).
 
 `LMTask` is everything about language modelling and nothing about optimisation: it builds the
-model, draws batches, computes the loss and evaluates. `gpt.kit.prepare` packs it with the
+model, draws batches, computes the loss and evaluates. `gpt.train_run.prepare` packs it with the
 optimizer, the schedule and the final evaluation's time reserve; `shared.trainer` runs it (the
 plain loop, `shared.fit.fit`) and `training_kit` (a later stage) under Accelerate or DeepSpeed.
 
@@ -74,6 +74,15 @@ class TrainingGPT(GPTConfig):
         "modern", "gpt2: learned positions, LayerNorm, GELU, biases; modern: RoPE, RMSNorm, SwiGLU"
     )
     block_size: int = option(64, "context length in tokens", ge=1)
+    vocab_size: int = option(65, "set by the tokenizer (--bpe_vocab_size for BPE)", ge=1)
+
+    def __post_init__(self) -> None:
+        if self.vocab_size != 65:
+            raise ValueError(
+                "--model.vocab_size comes from the run's tokenizer; choose --tokenizer and "
+                "--bpe_vocab_size instead"
+            )
+        super().__post_init__()
 
 
 def model_config(cfg: "TrainConfig", vocab_size: int) -> GPTConfig:

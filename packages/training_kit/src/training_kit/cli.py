@@ -142,8 +142,8 @@ def prepare_resume(
     folder = find_run(kit.resume)
     if not (folder / "training_kit.json").is_file():
         raise UsageError(
-            f"{folder} was trained by its stage's own loop: resume it with that stage's "
-            f"command (uv run --package {folder.parent.name} train --resume={folder})"
+            f"{folder} was trained by its stage's own loop: resume it with the command that "
+            f"trained it (uv run --package {folder.parent.name} ...) and --resume={folder}"
         )
     resume = find_resume(folder.parent.name, folder)
     if (

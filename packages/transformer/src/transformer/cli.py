@@ -72,6 +72,8 @@ def train(argv: list[str]) -> None:
         cfg = resumed_config(config_cls, argv, prog, resume)
     else:
         cfg = parse_config(config_cls, argv, prog=prog, description=description)
+        if cfg.resume:  # from a --config file: too late, the task was chosen without it
+            raise UsageError("give --resume on the command line (it decides the task)")
     env = setup(cfg)
     run_training(prepare(cfg, env, resume), env, resume)
 
