@@ -37,11 +37,11 @@ from shared.checkpoint import read_meta
 from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
-from shared.fit import FitState, KeepBest
+from shared.fit import KeepBest
 from shared.runs import Run
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
-from shared.training import Decay, RunOptions, Setup, lr_factor
+from shared.training import Decay, RunOptions, Setup
 from t5.model import T5, T5Config
 from t5.predict import evaluate_task
 from t5.tasks import Example, TaskData, TextTask, load_task, mixing_rates
@@ -49,7 +49,7 @@ from t5.tokenizer import T5Tokenizer
 from t5.training import (
     ModelSize,
     OptimizerName,
-    check_config,
+    T5Run,
     collate,
     config_from_meta,
     count_targets,
@@ -341,7 +341,7 @@ def encode_tasks(cfg: FinetuneConfig, data: list[TaskData],
 
 
 @dataclass
-class FinetuneRun:
+class FinetuneRun(T5Run):
     """What `t5 finetune` declares to `shared.trainer`: the model from --init, the mixture,
     what a checkpoint carries for `t5 eval`, and the after-work."""
 
@@ -377,20 +377,6 @@ class FinetuneRun:
             "longest_targets": [r.longest_target for r in train],
             "prep_seconds": self.prep_seconds,
         }  # fmt: skip
-
-    def write_run_files(self, folder: Path) -> None:
-        self.tokenizer.save(folder / "tokenizer")
-
-    def check_resume(self, resume: Resume) -> None:
-        check_config(resume.checkpoint, self.config)
-
-    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
-        cfg = self.cfg
-        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
-
-    def reserve_seconds(self, state: FitState) -> float:
-        return self.prep_seconds + self.task.eval_seconds
 
     def report(self, trained: Trained) -> None:
         """The kept step's selection scores, and the curves."""

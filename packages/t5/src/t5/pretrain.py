@@ -36,10 +36,9 @@ from torch import Tensor
 from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
-from shared.fit import FitState
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
-from shared.training import Decay, RunOptions, Setup, lr_factor
+from shared.training import Decay, RunOptions, Setup
 from t5.model import T5, T5Config
 from t5.span_corruption import span_corruption
 from t5.tasks import pretraining_text
@@ -47,7 +46,7 @@ from t5.tokenizer import T5Tokenizer, require_sentinels
 from t5.training import (
     ModelSize,
     OptimizerName,
-    check_config,
+    T5Run,
     collate,
     count_targets,
     make_config,
@@ -222,7 +221,7 @@ def make_rows(cfg: PretrainConfig, texts: list[str], tokenizer: T5Tokenizer) -> 
 
 
 @dataclass
-class PretrainRun:
+class PretrainRun(T5Run):
     """What `t5 pretrain` declares to `shared.trainer`: the model, its meta, its after-work."""
 
     cfg: PretrainConfig
@@ -237,20 +236,6 @@ class PretrainRun:
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"config": config_to_dict(self.cfg), "t5_config": asdict(self.config),
                 "kind": "pretrain", "prep_seconds": self.prep_seconds}  # fmt: skip
-
-    def write_run_files(self, folder: Path) -> None:
-        self.tokenizer.save(folder / "tokenizer")
-
-    def check_resume(self, resume: Resume) -> None:
-        check_config(resume.checkpoint, self.config)
-
-    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
-        cfg = self.cfg
-        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
-
-    def reserve_seconds(self, state: FitState) -> float:
-        return self.prep_seconds + self.task.eval_seconds
 
     def finish(self, trained: Trained) -> dict[str, float]:
         """The final evaluation, logged; `checkpoints/final` (what `finetune --init` reads)

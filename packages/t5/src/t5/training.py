@@ -26,6 +26,7 @@ from torch import Tensor
 from shared.checkpoint import load_checkpoint, read_meta
 from shared.config import option
 from shared.errors import CheckpointError, UsageError
+from shared.training import lr_factor
 from t5.model import T5, T5Config, shift_right
 from t5.tokenizer import T5Tokenizer
 
@@ -191,3 +192,31 @@ def load_run_model(run_folder: Path, device: Any = "cpu") -> tuple[T5, T5Tokeniz
     model = T5(config)
     load_weights(model, folder)
     return model.to(device).eval(), tokenizer, folder
+
+
+class T5Run:
+    """What t5's two training commands declare alike to `shared.trainer` (`PretrainRun` and
+    `FinetuneRun` inherit it): the tokenizer beside the checkpoints, the model config checked
+    before a resume, the schedule, and the time kept for the preparation and the final
+    evaluation. Its subclasses are dataclasses with `cfg`, `tokenizer`, `config`, `task` and
+    `prep_seconds`."""
+
+    cfg: Any
+    tokenizer: T5Tokenizer
+    config: T5Config
+    task: Any  # with `eval_seconds`, the final evaluation's predicted time
+    prep_seconds: float
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tokenizer.save(folder / "tokenizer")  # what --resume and --init read back
+
+    def check_resume(self, resume: Any) -> None:  # a shared.trainer.Resume
+        check_config(resume.checkpoint, self.config)
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
+
+    def reserve_seconds(self, state: Any) -> float:  # a shared.fit.FitState
+        return self.prep_seconds + self.task.eval_seconds
