@@ -26,6 +26,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from shared.config import parse_config
 from shared.epochs import EpochSampler
 from shared.errors import UsageError
 from shared.fit import FitState, KeepBest
@@ -85,6 +86,19 @@ class TrainingTask:
     def __post_init__(self) -> None:
         if not self.resume_command:
             self.resume_command = f"uv run --package {self.stage} train"
+
+
+def prepared_task(
+    config_cls: type, prepare: Callable[[Any], TrainingTask], argv: list[str], prog: str,
+    command: str,
+) -> TrainingTask:  # fmt: skip
+    """A stage's task for training_kit: its training command's options (`command`, e.g.
+    "bert finetune") parsed from `argv`, then the stage's own `prepare(cfg)`. `--resume`
+    belongs to the command (training_kit resumes its own runs with its own --resume)."""
+    cfg = parse_config(config_cls, argv, prog=prog)
+    if cfg.resume:
+        raise UsageError(f"--resume belongs to `{command}`; training_kit has its own --resume")
+    return prepare(cfg)
 
 
 def available_tasks() -> dict[str, Any]:

@@ -11,14 +11,9 @@ own names, with the config beside them.
 """
 
 from bert.finetune import FinetuneConfig, prepare
-from shared.config import parse_config
-from shared.errors import UsageError
-from shared.tasks import TrainingTask
+from shared.tasks import TrainingTask, prepared_task
 
 
 def training_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`bert finetune`'s task from its options, for training_kit (--resume is the command's)."""
-    cfg = parse_config(FinetuneConfig, argv, prog=prog)
-    if cfg.resume:
-        raise UsageError("--resume belongs to `bert finetune`; training_kit has its own")
-    return prepare(cfg)
+    return prepared_task(FinetuneConfig, prepare, argv, prog, "bert finetune")

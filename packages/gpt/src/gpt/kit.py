@@ -6,15 +6,10 @@ It is `gpt train`'s own task, from `gpt train`'s own options, prepared by the sa
 
 from gpt.train import TrainConfig
 from gpt.train_run import prepare
-from shared.config import parse_config
-from shared.errors import UsageError
-from shared.tasks import TrainingTask
+from shared.tasks import TrainingTask, prepared_task
 
 
 def training_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`gpt train`'s task from `gpt train`'s options, for training_kit (`--compile`,
     `--resume` and the final sample belong to the stage's own command)."""
-    cfg = parse_config(TrainConfig, argv, prog=prog)
-    if cfg.resume:
-        raise UsageError("--resume belongs to `gpt train`; training_kit has its own --resume")
-    return prepare(cfg)
+    return prepared_task(TrainConfig, prepare, argv, prog, "gpt train")

@@ -18,15 +18,10 @@ and scales each step by the tensor's RMS: both need whole matrices. DDP keeps th
 sharding strategies do not, so they ask for `--optimizer adamw`.
 """
 
-from shared.config import parse_config
-from shared.errors import UsageError
-from shared.tasks import TrainingTask
+from shared.tasks import TrainingTask, prepared_task
 from t5.finetune import FinetuneConfig, prepare
 
 
 def training_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`t5 finetune`'s task from its options, for training_kit (--resume is the command's)."""
-    cfg = parse_config(FinetuneConfig, argv, prog=prog)
-    if cfg.resume:
-        raise UsageError("--resume belongs to `t5 finetune`; training_kit has its own --resume")
-    return prepare(cfg)
+    return prepared_task(FinetuneConfig, prepare, argv, prog, "t5 finetune")

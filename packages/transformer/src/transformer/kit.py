@@ -10,24 +10,17 @@ it gives the kit its step count and evaluates at each epoch's end, as `train` do
 `shared.trainer` only.
 """
 
-from shared.config import parse_config
-from shared.errors import UsageError
-from shared.tasks import TrainingTask
+from shared.tasks import TrainingTask, prepared_task
 from transformer import classify, translate_task
 
 
 def training_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`transformer train`'s classifier task, for training_kit."""
-    cfg = parse_config(classify.ClassifyConfig, argv, prog=prog)
-    if cfg.resume:
-        raise UsageError("--resume belongs to `transformer train`; training_kit has its own")
-    return classify.prepare(cfg)
+    return prepared_task(classify.ClassifyConfig, classify.prepare, argv, prog, "transformer train")
 
 
 def translation_task(argv: list[str], prog: str = "training_kit train") -> TrainingTask:
     """`transformer train --task translation`'s task: Multi30k de->en (or your pair files), the
     vocabularies built from the training pairs, greedy validation BLEU in its evaluation."""
-    cfg = parse_config(translate_task.TranslationConfig, argv, prog=prog)
-    if cfg.resume:
-        raise UsageError("--resume belongs to `transformer train`; training_kit has its own")
-    return translate_task.prepare(cfg)
+    config_cls, prepare = translate_task.TranslationConfig, translate_task.prepare
+    return prepared_task(config_cls, prepare, argv, prog, "transformer train")
