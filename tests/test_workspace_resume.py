@@ -7,7 +7,7 @@ run with the same step cap. The resumed run's metrics.jsonl starts with the inte
 lines, and every step after the interruption has exactly (==) the straight run's loss: the
 weights, the optimizer, the data position, the schedule and every random generator came back.
 
-The interrupted run is the console script (`train`, `pretrain`, `finetune`) started as a
+The interrupted run is the console script (`train`, `pretrain`, `finetune`, `sft`) started as a
 process while the straight run goes on in this one (`shared.commands.run_command`, as the
 resume does). One thread everywhere, so the sums run in the same order in every process.
 SIGTERM takes the same path with exit code 143 (the last test). This file replaces each stage's
@@ -120,6 +120,18 @@ def t5_text(folder: Path) -> Path:
     return path
 
 
+def sft_base(folder: Path) -> list[str]:
+    """A tiny gpt base run (runs/gpt/sft-base) and conversations to fine-tune it on."""
+    base = ["--stage=gpt", *GPT, f"--text_file={text_file(folder)}", "--sample_length=0", *CPU,
+            "--max_steps=10", "--run_name=sft-base"]  # fmt: skip
+    assert run_command("train", base) == 0
+    data = folder / "chat.jsonl"
+    make = ["--stage=gpt", "--tasks=add", "--n=200", "--split=train", f"--out={data}"]
+    assert run_command("make-chat-data", make) == 0
+    return [f"--data={data}", "--init=sft-base", "--val_rows=20", "--batch_size=8",
+            "--max_length=32", "--eval_interval=1000", "--warmup_steps=3"]  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------
 # The commands. Dropout is on wherever the stage has it, so its generator must resume too.
 
@@ -186,6 +198,11 @@ COMMANDS = [
                                              f"--text_file={text_file(d)}", "--optimizer=adamw",
                                              "--sample_length=0"],
          id="training_kit-train-gpt", folder="gpt"),
+    # gpt sft: LoRA (a checkpoint holds only the adapters and the new rows) and in full
+    case("sft", "gpt", lambda d: [*sft_base(d), "--lora.rank=4", "--lora.dropout=0.1",
+                                  "--lr=5e-3"],
+         id="gpt-sft-lora"),
+    case("sft", "gpt", lambda d: [*sft_base(d), "--optimizer=muon"], id="gpt-sft-full"),
     # mlp train is not here: it refuses --resume (its loops save only checkpoints/final).
 ]  # fmt: skip
 

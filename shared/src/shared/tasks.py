@@ -82,6 +82,9 @@ class TrainingTask:
     plots: dict[str, list[str]] = field(default_factory=dict)  # file name -> metrics plotted
     plot_title: Callable[[Any], str] | None = None  # (Trained) -> the plots' title
     report: Callable[[Any], dict[str, Path] | None] | None = None  # (Trained) -> paths to show
+    # A checkpoint holds every weight, unless the stage saves a part (LoRA: the adapters):
+    saved_weights: Callable[[Any], dict[str, Any]] | None = None  # (model) -> name -> tensor
+    load_saved_weights: Callable[[Any, dict[str, Any]], None] | None = None  # (model, saved)
 
     def __post_init__(self) -> None:
         if not self.resume_command:

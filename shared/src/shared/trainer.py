@@ -97,20 +97,30 @@ def resumed_config(
     return parse_config(config_cls, argv, prog=prog, saved=saved)
 
 
-def load_weights(resume: Resume, model: Any) -> Any:
+def load_weights(
+    resume: Resume, model: Any, load: Callable[[Any, dict[str, Any]], None] | None = None
+) -> Any:
     """The checkpoint's weights into `model` (shapes checked); returns the `Checkpoint` (its
     optimizer state and meta). A distributed engine calls it on the whole model, before it
-    shards the weights, and loads the optimizer its own way."""
+    shards the weights, and loads the optimizer its own way. `load(model, saved)` puts back a
+    checkpoint that holds only part of the weights (a stage's `load_saved_weights`)."""
+    if load is not None:
+        checkpoint = load_checkpoint(resume.checkpoint, framework="torch")
+        load(model, dict(checkpoint.model))
+        return checkpoint
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     checkpoint = load_checkpoint(resume.checkpoint, expected=expected, framework="torch")
     model.load_state_dict(checkpoint.model)
     return checkpoint
 
 
-def restore(resume: Resume, model: Any, optimizer: Any, state: FitState) -> None:
+def restore(
+    resume: Resume, model: Any, optimizer: Any, state: FitState,
+    load: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> None:  # fmt: skip
     """Put the checkpoint back: weights (shapes checked), optimizer, the loop's state and every
     global RNG. The optimizer keeps this command's `COMMAND_WINS` settings."""
-    checkpoint = load_weights(resume, model)
+    checkpoint = load_weights(resume, model, load)
     if optimizer is not None and checkpoint.optimizer is not None:
         ours = [{k: g[k] for k in COMMAND_WINS if k in g} for g in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint.optimizer)
@@ -224,9 +234,10 @@ class RunCheckpoints:
 
     def __call__(self, state: FitState, name: str | None = None, extra: dict | None = None) -> Path:
         meta = checkpoint_meta(self.job.checkpoint_meta(), state)
+        saved = self.job.saved_weights
         return save_checkpoint(
             self.run.checkpoints / (name or f"step_{state.step:06d}"),
-            self.model.state_dict(),
+            saved(self.model) if saved is not None else self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
             meta={**meta, **(extra or {})},
         )
@@ -295,7 +306,7 @@ def run_training(job: TrainingTask, env: Setup, resume: Resume | None = None) ->
     if resume is not None:
         if job.check_resume is not None:
             job.check_resume(resume)
-        restore(resume, model, optimizer, state)
+        restore(resume, model, optimizer, state, job.load_saved_weights)
     run = Run.start(job.stage, cfg, name=cfg.run_name)
     job.write_run_files(run.folder)
     if resume is not None:

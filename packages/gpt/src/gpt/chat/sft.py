@@ -19,7 +19,6 @@ predicted. A LoRA run saves just those tensors; loading it loads the base run, g
 the adapters and merges them.
 """
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,16 +36,17 @@ from gpt.chat.format import (
 )
 from gpt.chat.lora import LoRAConfig, apply_lora, lora_state_dict, new_token_layers
 from gpt.data import tokenizer_reference
-from gpt.model import GPT, lm_loss
-from gpt.runs import load_run_model
+from gpt.model import GPT, GPTConfig, lm_loss
+from gpt.runs import load_run_model, run_folder_of, saved_model_config
 from gpt.train import TrainConfig, make_optimizer
-from shared.checkpoint import save_checkpoint
-from shared.config import config_to_dict, option, parse_config
+from shared.checkpoint import check_state, read_meta
+from shared.config import config_to_dict, option
 from shared.errors import UsageError
-from shared.fit import FitSettings, FitState, fit
-from shared.runs import Run
-from shared.training import Decay, RunOptions, StopSignals, lr_factor, setup
-from tokenizers_fromscratch import Tokenizer
+from shared.runs import find_checkpoint
+from shared.tasks import TrainingTask
+from shared.trainer import Resume, Trained, train_command
+from shared.training import Decay, RunOptions, Setup, lr_factor
+from tokenizers_fromscratch import Tokenizer, load_tokenizer
 
 STAGE = "gpt"
 
@@ -184,8 +184,6 @@ def train_new_token_rows(model: GPT, base_vocab: int) -> None:
 
 def read_sft_data(cfg: SFTConfig) -> list[Conversation]:
     """The conversations of --data, refused before anything else runs if unusable."""
-    if cfg.resume:
-        raise UsageError("gpt sft cannot --resume yet; start it again (a run takes minutes)")
     if cfg.data is None:
         raise UsageError("--data is required: a JSON Lines file of conversations "
                          "(uv run --package gpt make-chat-data writes one)")  # fmt: skip
@@ -225,9 +223,9 @@ def add_adapters(cfg: SFTConfig, model: GPT, base_vocab: int) -> tuple[LoRAConfi
     return lora, wrapped
 
 
-def sft_optimizer(cfg: SFTConfig, model: GPT, lora: LoRAConfig | None) -> Any:
+def sft_optimizer(cfg: SFTConfig, model: GPT) -> Any:
     """Full fine-tuning with Muon: the base run's own optimizer; else AdamW on what trains."""
-    if lora is None and cfg.optimizer == "muon":
+    if not cfg.lora.rank and cfg.optimizer == "muon":
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
                                muon_momentum=0.95,  # as docs/chat.md's SFT rows were measured
                                weight_decay=cfg.weight_decay)  # fmt: skip
@@ -240,98 +238,150 @@ def sft_optimizer(cfg: SFTConfig, model: GPT, lora: LoRAConfig | None) -> Any:
     return optimizer
 
 
+# ----------------------------------------------------------------------------------------------
+# The run: what `gpt sft` declares to `shared.trainer`
+
+
 @dataclass
-class SFTCheckpoints:
-    """`save(state, name)` for fit: the whole model, or (LoRA) only what trained."""
+class SFTRun:
+    """The base run to start from, the chat tokenizer, and how a checkpoint holds the model:
+    every weight, or (LoRA) only the adapters and the new tokens' rows."""
 
     cfg: SFTConfig
-    run: Run
-    model: GPT
     tok: Tokenizer
-    base_folder: Path
-    base_vocab: int
-    lora: LoRAConfig | None
+    base: Path  # the base run's checkpoint (pinned: --init's default is "the latest run")
+    base_vocab: int  # the base model's vocabulary; the chat tokens come after it
+    model_config: GPTConfig | None = None  # the grown model's, once `build_model` made it
 
-    def __call__(self, state: FitState, name: str | None = None) -> Path:
-        model, base_vocab = self.model, self.base_vocab
-        meta = {
+    @property
+    def lora(self) -> LoRAConfig | None:
+        cfg = self.cfg.lora
+        return LoRAConfig(cfg.rank, cfg.alpha, cfg.dropout, list(cfg.targets)) if cfg.rank else None
+
+    def build_model(self) -> GPT:
+        """The base run's model, grown to the chat vocabulary, with LoRA's adapters if asked."""
+        model, _, _, _ = load_run_model(str(self.base), torch.device("cpu"))
+        grow_vocabulary(model, self.tok.vocab_size, torch.Generator().manual_seed(self.cfg.seed))
+        model.config.block_size = max(model.config.block_size, self.cfg.max_length)
+        if self.lora is not None:
+            _, wrapped = add_adapters(self.cfg, model, self.base_vocab)
+            what = f"LoRA r={self.lora.rank} on {len(wrapped)} layers"
+        else:
+            what = f"full fine-tuning ({self.cfg.optimizer})"
+        trains = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"{what}: {trains:,} of {model.num_parameters():,} weights train", flush=True)
+        self.model_config = model.config  # grown: what a checkpoint of this run records
+        return model
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What `gpt.runs.load_run_model` needs: a LoRA run is its base plus these."""
+        lora = self.lora
+        model = asdict(self.model_config)
+        return {
             "config": config_to_dict(self.cfg),
-            "model": asdict(model.config),
+            "model": model,
             "tokenizer": tokenizer_reference(self.tok),
-            "step": state.step,
-            "elapsed": state.elapsed,
             "sft": {
-                "init": str(self.base_folder),
-                "base_vocab_size": base_vocab,
+                "init": str(self.base),
+                "base_vocab_size": self.base_vocab,
                 "vocab_size": self.tok.vocab_size,
-                "lora": None if self.lora is None else asdict(self.lora),
+                "lora": None if lora is None else asdict(lora),
             },  # fmt: skip
         }
+
+    def saved_weights(self, model: GPT) -> dict[str, Tensor]:
         if self.lora is None:
-            weights = model.state_dict()
-        else:  # the adapters and the new tokens' rows: a few percent of the model
-            weights = {**lora_state_dict(model),
-                       **{f"{name}.new_rows": model.get_parameter(f"{name}.weight")[base_vocab:]
-                          .detach() for name in new_token_layers(model)}}  # fmt: skip
-        return save_checkpoint(self.run.checkpoints / (name or f"step_{state.step:06d}"),
-                               weights, None, meta)  # fmt: skip
+            return model.state_dict()
+        # the adapters and the new tokens' rows: a few percent of the model
+        return {**lora_state_dict(model),
+                **{f"{name}.new_rows": model.get_parameter(f"{name}.weight")[self.base_vocab :]
+                   .detach() for name in new_token_layers(model)}}  # fmt: skip
+
+    def load_saved_weights(self, model: GPT, saved: dict[str, Tensor]) -> None:
+        """`saved_weights`' inverse, for --resume (the base's weights are loaded already)."""
+        if self.lora is None:
+            expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            check_state(saved, expected, "the resumed checkpoint")
+            model.load_state_dict(saved)
+            return
+        with torch.no_grad():
+            for name in new_token_layers(model):
+                weight = model.get_parameter(f"{name}.weight")
+                weight[self.base_vocab :] = saved.pop(f"{name}.new_rows").to(weight)
+        check_state(saved, {k: tuple(v.shape) for k, v in lora_state_dict(model).items()},
+                    "the resumed checkpoint's adapters")  # fmt: skip
+        model.load_state_dict(saved, strict=False)
+
+    def write_run_files(self, folder: Path) -> None:
+        self.tok.save(folder / "tokenizer")
+
+    def schedule(self, step: int, elapsed: float, seconds: float | None) -> float:
+        cfg = self.cfg
+        return lr_factor(step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                         seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio)  # fmt: skip
+
+    def plot_title(self, trained: Trained) -> str:
+        return "SFT: loss on the assistant's tokens"
 
 
-def run_sft(cfg: SFTConfig) -> Path:
+def sft_tokenizer(
+    cfg: SFTConfig, conversations: list[Conversation], base: Path, resume: Resume | None
+) -> Tokenizer:
+    """The chat tokenizer: the base's grown by the chat tokens and the data's new characters,
+    or, resuming, the run's own."""
+    if resume is not None:
+        return load_tokenizer(resume.run_folder / "tokenizer")
+    return chat_tokenizer(load_tokenizer(run_folder_of(base) / "tokenizer"), conversations)
+
+
+def prepare(cfg: SFTConfig, env: Setup | None = None, resume: Resume | None = None) -> TrainingTask:
+    """`gpt sft`'s task: the conversations, the base run, the chat tokenizer, the model's
+    recipe (built by the trainer, after it seeds), how a checkpoint holds it."""
     conversations = read_sft_data(cfg)
-    env = setup(cfg)
-    device = env.device
-    model, base_tok, base_meta, base_folder = load_run_model(cfg.init, device)
-    if model.config.pos == "learned" and cfg.max_length > model.config.block_size:
+    base = Path(resume.meta["sft"]["init"]) if resume else find_checkpoint(STAGE, cfg.init)
+    base_meta = read_meta(base)
+    base_model = saved_model_config(base_meta)
+    if base_model.get("pos") == "learned" and cfg.max_length > base_model["block_size"]:
         raise UsageError(f"the base run's model has learned positions for "
-                         f"{model.config.block_size} tokens; lower --max_length to that "
+                         f"{base_model['block_size']} tokens; lower --max_length to that "
                          "(a RoPE model can be fine-tuned on longer conversations)")  # fmt: skip
-    tok = chat_tokenizer(base_tok, conversations)
-    base_vocab = model.config.vocab_size
-    grow_vocabulary(model, tok.vocab_size, torch.Generator().manual_seed(cfg.seed))
-    model.config.block_size = max(model.config.block_size, cfg.max_length)
-    model.to(device)
+    tok = sft_tokenizer(cfg, conversations, base, resume)
+    base_vocab = base_model["vocab_size"]
     train, val, dropped = split_conversations(cfg, tok, conversations)
-    lora, wrapped = add_adapters(cfg, model, base_vocab) if cfg.lora.rank else (None, [])
-    optimizer = sft_optimizer(cfg, model, lora)
+    job = SFTRun(cfg, tok, base, base_vocab)
     task = SFTTask(train, val, tok.token_to_id("<|end|>"), cfg.batch_size, cfg.max_length,
                    cfg.packing)  # fmt: skip
-
-    run = Run.start(STAGE, cfg, name=cfg.run_name)
-    tok.save(run.folder / "tokenizer")
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"base {base_folder} (vocabulary {base_vocab} -> {tok.vocab_size}: "
-          f"{', '.join(tok.added_special + tok.added_chars)} added)", flush=True)  # fmt: skip
-    what = (f"LoRA r={lora.rank} on {len(wrapped)} layers" if lora
-            else f"full fine-tuning ({cfg.optimizer})")  # fmt: skip
-    print(f"{len(train):,} training conversations, {len(val):,} held out"
-          + (f" ({dropped} longer than {cfg.max_length} tokens left out)" if dropped else "")
-          + f"; {what}: {n_train:,} of {model.num_parameters():,} weights train; "
-          f"{env.precision_note} on {device}, {env.threads_note}", flush=True)  # fmt: skip
-
-    save = SFTCheckpoints(cfg, run, model, tok, base_folder, base_vocab, lora)
-    settings = FitSettings(
-        schedule=lambda step, elapsed, seconds: lr_factor(
-            step, elapsed, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
-            seconds=seconds, decay=cfg.decay, min_ratio=cfg.min_lr_ratio),
-        grad_clip=cfg.grad_clip, item_name="tok", evaluate_at_end=True,
-    )  # fmt: skip
-    state = FitState(generator=torch.Generator().manual_seed(cfg.seed))
-    started = time.perf_counter()
-    with StopSignals() as stop:
-        fit(task, model, optimizer, cfg, settings, run, state, device, env.precision,
-            save=save, stop=stop)  # fmt: skip
-        final = save(state, "interrupted" if stop.requested else "final")
-    run.plot_metrics("loss.png", ["loss", "val_loss"], title="SFT: loss on the assistant's tokens")
-    print(f"after {state.step} steps ({time.perf_counter() - started:.0f}s): saved {final}")
-    if stop.requested:
-        raise SystemExit(stop.exit_code)
-    run.finish({"checkpoint": final})
-    return run.folder
+    added = ", ".join(tok.added_special + tok.added_chars) if hasattr(tok, "added_special") else ""
+    left_out = f" ({dropped} longer than {cfg.max_length} tokens left out)" if dropped else ""
+    return TrainingTask(
+        stage=STAGE,
+        config=cfg,
+        task=task,
+        build_model=job.build_model,
+        build_optimizer=lambda model: sft_optimizer(cfg, model),
+        schedule=job.schedule,
+        checkpoint_meta=job.checkpoint_meta,
+        write_run_files=job.write_run_files,
+        shard_units=lambda model: list(model.blocks),
+        grad_clip=cfg.grad_clip,
+        item_name="tok",
+        description=(
+            f"base {base} (vocabulary {base_vocab} -> {tok.vocab_size}: {added} added); "
+            f"{len(train):,} training conversations, {len(val):,} held out{left_out}"
+        ),
+        evaluate_at_end=True,
+        resume_command="uv run --package gpt sft",
+        plots={"loss.png": ["loss", "val_loss"]},
+        plot_title=job.plot_title,
+        saved_weights=job.saved_weights,
+        load_saved_weights=job.load_saved_weights,
+    )
 
 
 def sft(argv: list[str]) -> None:
-    run_sft(parse_config(SFTConfig, argv, prog="gpt sft", description=__doc__.split("\n\n")[0]))
+    """Fine-tune a base run: `prepare` declares the task, `shared.trainer` runs it."""
+    train_command(STAGE, SFTConfig, argv, prepare, prog="gpt sft",
+                  description=__doc__.split("\n\n")[0])  # fmt: skip
 
 
 def is_lora_run(meta: dict[str, Any]) -> bool:
