@@ -255,6 +255,18 @@ def sft() -> None:
     sys.exit(run_command("sft"))
 
 
+def make_pref_data() -> None:
+    sys.exit(run_command("make-pref-data"))
+
+
+def dpo() -> None:
+    sys.exit(run_command("dpo"))
+
+
+def rl() -> None:
+    sys.exit(run_command("rl"))
+
+
 def chat_eval() -> None:
     sys.exit(run_command("chat-eval"))
 

@@ -182,6 +182,7 @@ class FitSettings:
     keep_best: KeepBest | None = None  # keep the best checkpoint by an evaluated metric
     evaluate_at_end: bool = False  # evaluate after the loop unless its last step just did
     step_metrics: Callable[[FitState, float], dict[str, float]] | None = None  # more to log
+    shown_metrics: tuple[str, ...] = ()  # of those, the ones the progress bar shows too
 
 
 def fit(
@@ -360,9 +361,10 @@ class Loop:
             while not self.over_budget():
                 started = time.perf_counter()
                 logged, items = self.step()
-                bar.advance(loss=logged["loss"], items=items)
                 if settings.step_metrics is not None:
                     logged.update(settings.step_metrics(state, logged["loss"]))
+                shown = {k: logged[k] for k in settings.shown_metrics if k in logged}
+                bar.advance(loss=logged["loss"], items=items, **shown)
                 self.run.log(state.step, **logged)
                 evaluated = self.evaluation_due()
                 if evaluated:

@@ -73,6 +73,7 @@ class TrainingTask:
     evaluate_at_end: bool = False  # evaluate after the loop unless its last step just did
     reserve_seconds: Callable[[FitState], float] | None = None  # time kept for `finish`
     step_metrics: Callable[[FitState, float], dict[str, float]] | None = None  # more to log
+    shown_metrics: tuple[str, ...] = ()  # of step_metrics' names, those the progress bar shows
     precision: Callable[[Setup], str] | None = None  # (setup) -> precision, if not the verdict
     compile: bool = False  # torch.compile the model for the forward and backward passes
     check_resume: Callable[[Any], None] | None = None  # (Resume) -> None; raise if it misfits

@@ -324,6 +324,7 @@ def run_training(job: TrainingTask, env: Setup, resume: Resume | None = None) ->
         keep_best=job.keep_best,
         evaluate_at_end=job.evaluate_at_end,
         step_metrics=job.step_metrics,
+        shown_metrics=job.shown_metrics,
     )
     forward_model = torch.compile(model) if job.compile else model
     # The signals stay caught until the final checkpoint is written: a Ctrl-C during the final

@@ -14,7 +14,9 @@ Five tasks, each asked in several phrasings, under one of several system prompts
 
 Held out means never seen: a tenth of the 3-digit numbers and a tenth of the words are kept
 for `--split test` only (chosen by a hash, the same on every machine), and a training
-conversation uses none of them. So a test question can only be answered by the rule, not by
+conversation uses none of them. `--split select` draws from the same held-out numbers and
+words by another random stream: prompts to choose settings on (a task, a learning rate)
+without looking at the test prompts. So a test question can only be answered by the rule, not by
 memory. The words (3 to 8 letters) and the characters' lines come from tinyshakespeare, the
 text the base model read.
 
@@ -89,8 +91,9 @@ class Sources:
     lines: dict[str, list[str]]
 
 
-def sources(text: str, split: Literal["train", "test"]) -> Sources:
-    keep = (lambda s: held_out(s)) if split == "test" else (lambda s: not held_out(s))
+def sources(text: str, split: Literal["train", "test", "select"]) -> Sources:
+    """`test` and `select` draw from the held-out numbers and words, `train` from the rest."""
+    keep = (lambda s: not held_out(s)) if split == "train" else (lambda s: held_out(s))
     numbers = [n for n in range(100, 1000) if keep(str(n))]
     words = [w for w in words_of(text) if keep(w)]
     return Sources(numbers, words, lines_by_character(text))
@@ -176,8 +179,10 @@ class MakeChatDataConfig:
         list(TASKS), f"which tasks ({', '.join(TASKS)}); one named twice comes twice as often"
     )
     n: int = option(20000, "conversations to write", ge=1)
-    split: Literal["train", "test"] = option(
-        "train", "train: only the numbers and words not held out; test: only the held-out ones"
+    split: Literal["train", "test", "select"] = option(
+        "train",
+        "train: only the numbers and words not held out; test: only the held-out ones; "
+        "select: the held-out ones drawn again, for choosing settings without the test prompts",
     )
     seed: int = option(0, "seeds the draws: the same seed writes the same file")
     system_share: float = option(0.5, "share of conversations that open with a system prompt",

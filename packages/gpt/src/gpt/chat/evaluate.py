@@ -55,6 +55,22 @@ class Case:
     character: str | None = None  # style: whose line
 
 
+def case_of(row: dict, where: str) -> Case:
+    """A `make-chat-data` row (or any conversation row) -> the prompt before its last assistant
+    message, and that message as the answer."""
+    messages = parse_conversation(json.dumps(row), where)
+    last = max(k for k, m in enumerate(messages) if m.role == "assistant")
+    return Case(row.get("task", "chat"), messages[:last], messages[last].content,
+                row.get("character"))  # fmt: skip
+
+
+def is_right(case: Case, reply: str, lines: dict[str, list[str]]) -> bool:
+    """Exact match; for `style`, any line the character speaks (`lines`: by character)."""
+    if case.task == "style" and case.character:
+        return reply in lines.get(case.character, [])
+    return reply == case.answer
+
+
 def read_cases(path: Path, limit: int = 0) -> list[Case]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -64,11 +80,8 @@ def read_cases(path: Path, limit: int = 0) -> list[Case]:
     for i, line in enumerate(lines):
         if not line.strip():
             continue
-        messages = parse_conversation(line, f"{path}:{i + 1}")
-        last = max(k for k, m in enumerate(messages) if m.role == "assistant")
-        row = json.loads(line)
-        cases.append(Case(row.get("task", "chat"), messages[:last], messages[last].content,
-                          row.get("character")))  # fmt: skip
+        parse_conversation(line, f"{path}:{i + 1}")  # refuses a bad line, naming it
+        cases.append(case_of(json.loads(line), f"{path}:{i + 1}"))
     if not cases:
         raise UsageError(f"{path} holds no conversations")
     return cases[:limit] if limit else cases
@@ -130,10 +143,7 @@ def chat_eval(argv: list[str]) -> None:
     table: dict[str, dict[str, float]] = {}
     mistakes = []
     for case, reply in zip(cases, got, strict=True):
-        if case.task == "style" and case.character:
-            right = reply in lines.get(case.character, [])
-        else:
-            right = reply == case.answer
+        right = is_right(case, reply, lines)
         entry = table.setdefault(case.task, {"n": 0, "correct": 0})
         entry["n"] += 1
         entry["correct"] += right

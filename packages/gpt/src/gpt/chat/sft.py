@@ -62,17 +62,14 @@ class LoRAOptions:
 
 
 @dataclass
-class SFTConfig(RunOptions):
-    data: Path | None = option(None, "conversations, JSON Lines (`gpt make-chat-data` writes them)")
-    init: str | None = option(None, "the base gpt run: name or folder (default: the latest)")
-    val_rows: int = option(200, "conversations held out of --data for the validation loss", ge=1)
+class FineTuneOptions(RunOptions):
+    """What every command that starts from another run shares: `sft`, `dpo` and `rl`."""
+
+    init: str | None = option(None, "the gpt run to start from: name or folder (default: the "
+                              "latest)")  # fmt: skip
     max_length: int = option(
         128, "tokens per conversation; longer ones are left out (with a note)", ge=8
     )
-    packing: bool = option(
-        False, "pack conversations into --max_length windows instead of padding each batch"
-    )
-    batch_size: int = option(32, "conversations (or windows) per step", ge=1)
     optimizer: Literal["adamw", "muon"] = option(
         "adamw",
         "adamw: AdamW for every weight; muon: Muon for the blocks' matrices and AdamW for the "
@@ -89,6 +86,17 @@ class SFTConfig(RunOptions):
     time_limit: float = option(600.0, "seconds of training, final evaluation included (0: none)",
                                ge=0)  # fmt: skip
     eval_interval: int = option(250, "evaluate every N steps", ge=1)
+
+
+@dataclass
+class SFTConfig(FineTuneOptions):
+    data: Path | None = option(None, "conversations, JSON Lines (`gpt make-chat-data` writes them)")
+    init: str | None = option(None, "the base gpt run: name or folder (default: the latest)")
+    val_rows: int = option(200, "conversations held out of --data for the validation loss", ge=1)
+    packing: bool = option(
+        False, "pack conversations into --max_length windows instead of padding each batch"
+    )
+    batch_size: int = option(32, "conversations (or windows) per step", ge=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,7 +183,9 @@ def encode_all(tok: Tokenizer, conversations: list[Conversation],
 
 def train_new_token_rows(model: GPT, base_vocab: int) -> None:
     """Let the new tokens' rows of `new_token_layers` train while the rest stays frozen: their
-    gradient on the first `base_vocab` (old) rows is zeroed."""
+    gradient on the first `base_vocab` (old) rows is zeroed. (No new rows: nothing trains.)"""
+    if base_vocab >= model.config.vocab_size:
+        return
     for name in new_token_layers(model):
         weight = model.get_parameter(f"{name}.weight")
         weight.requires_grad_(True)
@@ -207,7 +217,7 @@ def split_conversations(
     return train, val, dropped + dropped_val
 
 
-def add_adapters(cfg: SFTConfig, model: GPT, base_vocab: int) -> tuple[LoRAConfig, list[str]]:
+def add_adapters(cfg: FineTuneOptions, model: GPT, base_vocab: int) -> tuple[LoRAConfig, list[str]]:
     """LoRA on --lora.targets, plus the new tokens' rows: (its config, the wrapped layers)."""
     lora = LoRAConfig(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, list(cfg.lora.targets))
     try:
@@ -223,7 +233,7 @@ def add_adapters(cfg: SFTConfig, model: GPT, base_vocab: int) -> tuple[LoRAConfi
     return lora, wrapped
 
 
-def sft_optimizer(cfg: SFTConfig, model: GPT) -> Any:
+def sft_optimizer(cfg: FineTuneOptions, model: GPT) -> Any:
     """Full fine-tuning with Muon: the base run's own optimizer; else AdamW on what trains."""
     if not cfg.lora.rank and cfg.optimizer == "muon":
         base_cfg = TrainConfig(optimizer="muon", lr=cfg.lr, muon_lr=cfg.muon_lr,
@@ -245,9 +255,10 @@ def sft_optimizer(cfg: SFTConfig, model: GPT) -> Any:
 @dataclass
 class SFTRun:
     """The base run to start from, the chat tokenizer, and how a checkpoint holds the model:
-    every weight, or (LoRA) only the adapters and the new tokens' rows."""
+    every weight, or (LoRA) only the adapters and the new tokens' rows. `dpo` and `rl` start
+    from a run the same way (with no new tokens), so they use it too."""
 
-    cfg: SFTConfig
+    cfg: FineTuneOptions
     tok: Tokenizer
     base: Path  # the base run's checkpoint (pinned: --init's default is "the latest run")
     base_vocab: int  # the base model's vocabulary; the chat tokens come after it
