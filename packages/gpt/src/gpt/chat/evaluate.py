@@ -10,7 +10,9 @@ line that character speaks in tinyshakespeare is right.
 
 A base run has never seen the chat tokens (nor, for Shakespeare's characters, digits): they are
 added with fresh rows, exactly as `sft` adds them, so the base model answers the same prompts.
-Results go to `<run>/chat_eval.json` as well as the screen.
+With `--samples 8` it also samples 8 replies a prompt (at --temperature) and reports pass@1
+and pass@8 among them: how often one try, or the best of 8, is right. Results go to
+`<run>/chat_eval.json` as well as the screen.
 """
 
 import json
@@ -28,6 +30,7 @@ from gpt.chat.format import (
     parse_conversation,
     render,
 )
+from gpt.chat.sampling import pass_at_k, sample_replies
 from gpt.generate import generate, pad_left
 from shared.atomic import write_text_atomic
 from shared.config import option, parse_config
@@ -43,6 +46,10 @@ class ChatEvalConfig:
     max_new_tokens: int = option(48, "longest reply", ge=1)
     batch_size: int = option(64, "conversations decoded together", ge=1)
     limit: int = option(0, "evaluate at most this many conversations (0: all)", ge=0)
+    samples: int = option(0, "also sample N replies per prompt and report pass@1 and pass@N "
+                          "among them (0: greedy only)", ge=0)  # fmt: skip
+    temperature: float = option(1.0, "the sampling temperature of --samples", gt=0)
+    seed: int = option(0, "seeds --samples' draws")
     device: str = option("auto", "auto, cpu, cuda or mps")
     threads: int = option(0, "torch CPU threads (0: the idle cores)", ge=0)
 
@@ -121,6 +128,17 @@ def ready_for(model: torch.nn.Module, tok: Tokenizer, cases: list[Case]) -> Toke
     return needed
 
 
+def sampled_scores(model: torch.nn.Module, tok: Tokenizer, cases: list[Case], cfg: ChatEvalConfig,
+                   lines: dict[str, list[str]]) -> list[int]:  # fmt: skip
+    """How many of --samples replies to each case are right (a reply must end to count)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    prompts = [c.prompt for c in cases]
+    groups = sample_replies(model, tok, prompts, cfg.samples, cfg.temperature, cfg.max_new_tokens,
+                            generator, batch_size=4 * cfg.batch_size)  # fmt: skip
+    return [sum(s.ended and is_right(case, s.text, lines) for s in group)
+            for case, group in zip(cases, groups, strict=True)]  # fmt: skip
+
+
 def chat_eval(argv: list[str]) -> None:
     from gpt.chat.data import lines_by_character, shakespeare
     from gpt.runs import load_run_model, run_folder_of
@@ -151,12 +169,30 @@ def chat_eval(argv: list[str]) -> None:
             mistakes.append((case, reply))
     for entry in table.values():
         entry["accuracy"] = entry["correct"] / entry["n"]
-    print(f"{folder}: {len(cases):,} conversations of {cfg.data}, greedy, {seconds:.0f}s")
-    print(f"{'task':10s} {'n':>6s} {'exact match':>12s}")
+    k = cfg.samples
+    if k:  # pass@1 and pass@k among k samples a prompt (Chen et al.'s estimator, n = k)
+        started = time.perf_counter()
+        right = sampled_scores(model, tok, cases, cfg, lines)
+        seconds += time.perf_counter() - started
+        for task, entry in table.items():
+            counts = [c for case, c in zip(cases, right, strict=True) if case.task == task]
+            entry["sampled_pass@1"] = sum(pass_at_k(k, c, 1) for c in counts) / len(counts)
+            entry[f"pass@{k}"] = sum(pass_at_k(k, c, k) for c in counts) / len(counts)
+    how = f"greedy and {k} samples at temperature {cfg.temperature}" if k else "greedy"
+    print(f"{folder}: {len(cases):,} conversations of {cfg.data}, {how}, {seconds:.0f}s")
+    sampled = f" {'pass@1 (T)':>11s} {f'pass@{k}':>8s}" if k else ""
+    print(f"{'task':10s} {'n':>6s} {'exact match':>12s}{sampled}")
     for task, entry in table.items():
-        print(f"{task:10s} {entry['n']:6d} {entry['accuracy']:12.1%}")
+        shown = f" {entry['sampled_pass@1']:11.1%} {entry[f'pass@{k}']:8.1%}" if k else ""
+        print(f"{task:10s} {entry['n']:6d} {entry['accuracy']:12.1%}{shown}")
     for case, reply in mistakes:
         print(f"  wrong ({case.task}): {case.prompt[-1].content!r} -> {reply!r} "
               f"(expected {case.answer!r})")  # fmt: skip
-    result = {"data": str(cfg.data), "checkpoint": str(folder), "tasks": table}
+    result = {
+        "data": str(cfg.data),
+        "checkpoint": str(folder),
+        "tasks": table,
+        "samples": k,
+        "temperature": cfg.temperature if k else None,
+    }
     write_text_atomic(run_folder_of(folder) / "chat_eval.json", json.dumps(result, indent=2))

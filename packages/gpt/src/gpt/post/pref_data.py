@@ -21,9 +21,9 @@ import torch
 from gpt.chat.data import TASKS, make_rows, shakespeare
 from gpt.chat.evaluate import Case, case_of, is_right
 from gpt.chat.format import CHAT_TOKENS
+from gpt.chat.sampling import sample_replies
 from gpt.post.dpo import chat_run_tokenizer
 from gpt.post.pairs import PreferencePair, pair_row
-from gpt.post.rollouts import sample_replies
 from shared.atomic import write_text_atomic
 from shared.config import option, parse_config
 from shared.device import pick_device, pick_threads
@@ -92,7 +92,8 @@ def make_pairs(model: torch.nn.Module, tok: Tokenizer, cases: list[Case], cfg: M
     chunk = max(1, cfg.batch_size // cfg.samples)
     for start in range(0, len(cases), chunk):
         part = cases[start : start + chunk]
-        groups = sample_replies(model, tok, part, cfg.samples, cfg.temperature,
+        prompts = [c.prompt for c in part]
+        groups = sample_replies(model, tok, prompts, cfg.samples, cfg.temperature,
                                 cfg.max_new_tokens, generator, cfg.batch_size)  # fmt: skip
         for case, group in zip(part, groups, strict=True):
             wrong = [s.text for s in group if s.ended and writable(s.text)

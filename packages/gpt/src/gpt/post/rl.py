@@ -29,11 +29,12 @@ from torch import Tensor
 from gpt.chat.data import TASKS, make_rows, shakespeare
 from gpt.chat.evaluate import Case, case_of, read_cases
 from gpt.chat.format import END, render
+from gpt.chat.sampling import sample_replies
 from gpt.chat.sft import FineTuneOptions, SFTRun, pad_batch, sft_optimizer
 from gpt.post.dpo import chat_run_tokenizer, frozen_reference
 from gpt.post.grpo import group_advantages, grpo_loss
 from gpt.post.logprobs import token_logprobs
-from gpt.post.rollouts import greedy_pass_rate, reward, sample_replies, task_lines
+from gpt.post.rollouts import greedy_pass_rate, reward, task_lines
 from shared.config import option
 from shared.errors import UsageError
 from shared.fit import FitState
@@ -105,7 +106,8 @@ class GRPOTask:
         cfg = self.cfg
         rows = torch.randint(len(self.prompts), (cfg.prompts_per_step,), generator=generator)
         cases = [self.prompts[i] for i in rows.tolist()]
-        groups = sample_replies(self.policy, self.tok, cases, cfg.group_size, cfg.temperature,
+        prompts = [c.prompt for c in cases]
+        groups = sample_replies(self.policy, self.tok, prompts, cfg.group_size, cfg.temperature,
                                 cfg.max_new_tokens, generator)  # fmt: skip
         rewards = torch.tensor(
             [
