@@ -37,6 +37,7 @@ from shared.config import option, parse_config
 from shared.errors import UsageError
 
 TASKS = ("add", "sub", "reverse", "sort", "style")
+WORD_TASKS = {"reverse", "sort", "style"}  # the tasks that need tinyshakespeare's text
 
 SYSTEM_PROMPTS = [
     "You are a helpful assistant.",

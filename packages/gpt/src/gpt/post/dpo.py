@@ -35,8 +35,8 @@ from gpt.chat.format import END
 from gpt.chat.sft import Example, FineTuneOptions, SFTRun, pad_batch, sft_optimizer
 from gpt.post.logprobs import reply_example, token_logprobs
 from gpt.post.pairs import PreferencePair, read_pairs
+from gpt.post.policy import chat_run_tokenizer, frozen_reference, without_dropout
 from gpt.post.rollouts import greedy_pass_rate, task_lines
-from gpt.runs import load_run_model, run_folder_of
 from shared.config import option
 from shared.errors import UsageError
 from shared.fit import FitState
@@ -44,7 +44,7 @@ from shared.runs import find_checkpoint
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained, train_command
 from shared.training import Setup
-from tokenizers_fromscratch import Tokenizer, TokenizerError, load_tokenizer
+from tokenizers_fromscratch import Tokenizer, TokenizerError
 
 STAGE = "gpt"
 
@@ -164,21 +164,6 @@ def pair_examples(tok: Tokenizer, pairs: list[PreferencePair], data: Path,
     return examples
 
 
-def chat_run_tokenizer(checkpoint: Path, option_name: str = "--init") -> Tokenizer:
-    """The tokenizer of a chat run; a run that has no chat tokens is refused (SFT first)."""
-    tok = load_tokenizer(run_folder_of(checkpoint) / "tokenizer")
-    if END not in getattr(tok, "added_special", []):
-        raise UsageError(f"{option_name} {checkpoint}: not a chat run (no chat tokens); "
-                         "fine-tune it with `gpt sft` first")  # fmt: skip
-    return tok
-
-
-def frozen_reference(base: Path) -> torch.nn.Module:
-    """The run the policy starts from, loaded again and frozen: pi_ref."""
-    reference, _, _, _ = load_run_model(str(base), torch.device("cpu"))
-    return reference.eval().requires_grad_(False)
-
-
 def prepare(cfg: DPOConfig, env: Setup | None = None, resume: Resume | None = None) -> TrainingTask:
     """`gpt dpo`'s task: the pairs, the policy (--init, in full or with LoRA) and the frozen
     reference (--init again)."""
@@ -203,7 +188,7 @@ def prepare(cfg: DPOConfig, env: Setup | None = None, resume: Resume | None = No
 
     def build_model() -> torch.nn.Module:
         task.reference = frozen_reference(base)
-        return job.build_model()
+        return without_dropout(job.build_model())
 
     def plot_title(trained: Trained) -> str:
         return f"DPO (beta {cfg.beta}): loss on preference pairs"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from gpt.chat.data import TASKS, make_rows, shakespeare
+from gpt.chat.data import TASKS, WORD_TASKS, make_rows, shakespeare
 from gpt.chat.evaluate import Case, case_of, is_right
 from gpt.chat.format import CHAT_TOKENS
 from gpt.chat.sampling import sample_replies
-from gpt.post.dpo import chat_run_tokenizer
 from gpt.post.pairs import PreferencePair, pair_row
+from gpt.post.policy import chat_run_tokenizer
 from shared.atomic import write_text_atomic
 from shared.config import option, parse_config
 from shared.device import pick_device, pick_threads
@@ -118,7 +118,8 @@ def make_pref_data(argv: list[str]) -> None:
     chat_run_tokenizer(checkpoint)  # refuses a run without the chat tokens
     pick_threads(cfg.threads)
     model, tok, _, _ = load_run_model(str(checkpoint), pick_device(cfg.device))
-    rows = make_rows(cfg.tasks, cfg.n, "train", cfg.seed, shakespeare(), cfg.system_share,
+    text = shakespeare() if set(cfg.tasks) & WORD_TASKS else ""  # addition needs no words
+    rows = make_rows(cfg.tasks, cfg.n, "train", cfg.seed, text, cfg.system_share,
                      cfg.working)  # fmt: skip
     cases = [case_of(row, f"prompt {i + 1}") for i, row in enumerate(rows)]
     with Progress(len(cases), desc="sampling", unit="prompt") as bar:

@@ -26,14 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gpt.chat.data import TASKS, make_rows, shakespeare
+from gpt.chat.data import TASKS, WORD_TASKS, make_rows, shakespeare
 from gpt.chat.evaluate import Case, case_of, read_cases
 from gpt.chat.format import END, render
 from gpt.chat.sampling import sample_replies
 from gpt.chat.sft import FineTuneOptions, SFTRun, pad_batch, sft_optimizer
-from gpt.post.dpo import chat_run_tokenizer, frozen_reference
 from gpt.post.grpo import group_advantages, grpo_loss
 from gpt.post.logprobs import token_logprobs
+from gpt.post.policy import chat_run_tokenizer, frozen_reference, without_dropout
 from gpt.post.rollouts import greedy_pass_rate, reward, task_lines
 from shared.config import option
 from shared.errors import UsageError
@@ -186,7 +186,8 @@ def training_prompts(cfg: RLConfig) -> list[Case]:
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks:
         raise UsageError(f"--tasks {','.join(cfg.tasks)}: choose among {', '.join(TASKS)}")
-    rows = make_rows(cfg.tasks, cfg.prompts, "train", cfg.seed, shakespeare(), cfg.system_share,
+    text = shakespeare() if set(cfg.tasks) & WORD_TASKS else ""  # addition needs no words
+    rows = make_rows(cfg.tasks, cfg.prompts, "train", cfg.seed, text, cfg.system_share,
                      cfg.working)  # fmt: skip
     return [case_of(row, f"prompt {i + 1}") for i, row in enumerate(rows)]
 
@@ -204,7 +205,7 @@ def prepare(cfg: RLConfig, env: Setup | None = None, resume: Resume | None = Non
 
     def build_model() -> torch.nn.Module:
         task.reference = frozen_reference(base)
-        task.policy = job.build_model()
+        task.policy = without_dropout(job.build_model())
         return task.policy
 
     def plot_title(trained: Trained) -> str:
