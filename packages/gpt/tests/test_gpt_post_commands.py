@@ -23,8 +23,8 @@ WORDS = "castle meadow silver forest candle winter garden thunder harbour lanter
 TEXT = ("To be, or not to be, that is the question.\n" + WORDS + "\n") * 30
 CPU = ["--stage=gpt", "--time_limit=0", "--precision=fp32", "--threads=1", "--max_length=64"]
 SFT = ["--max_steps=60", "--eval_interval=30", "--val_rows=40", "--batch_size=16"]
-DPO = ["--max_steps=30", "--eval_interval=15", "--warmup_steps=2", "--val_rows=40", "--batch_size=16", "--lr=2e-3",
-       "--max_new_tokens=8", "--eval_limit=20"]  # fmt: skip
+DPO = ["--max_steps=30", "--eval_interval=15", "--warmup_steps=2", "--val_rows=40",
+       "--batch_size=16", "--lr=2e-3", "--max_new_tokens=8", "--eval_limit=20"]  # fmt: skip
 RL = ["--tasks=add,reverse", "--max_steps=6", "--eval_interval=3", "--prompts_per_step=2",
       "--group_size=4", "--max_new_tokens=8", "--prompts=50", "--eval_limit=10"]  # fmt: skip
 

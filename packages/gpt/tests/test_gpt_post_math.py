@@ -212,7 +212,7 @@ def test_a_tiny_policy_learns_to_reply_with_one_token():
         return x, y, rewards
 
     first = None
-    for step in range(40):
+    for _ in range(40):
         x, y, rewards = round_of_replies()
         first = rewards.mean().item() if first is None else first
         advantages = group_advantages(rewards).flatten()
