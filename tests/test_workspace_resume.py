@@ -7,11 +7,12 @@ run with the same step cap. The resumed run's metrics.jsonl starts with the inte
 lines, and every step after the interruption has exactly (==) the straight run's loss: the
 weights, the optimizer, the data position, the schedule and every random generator came back.
 
-The interrupted run is the console script (`train`, `pretrain`, `finetune`, `sft`) started as a
-process while the straight run goes on in this one (`shared.commands.run_command`, as the
-resume does). One thread everywhere, so the sums run in the same order in every process.
-SIGTERM takes the same path with exit code 143 (the last test). This file replaces each stage's
-own copy of the harness; shared/tests/test_shared_training.py tests StopSignals itself.
+The interrupted run is the console script (`train`, `pretrain`, `finetune`, `sft`, `dpo`,
+`rl`) started as a process while the straight run goes on in this one
+(`shared.commands.run_command`, as the resume does). One thread everywhere, so the sums run
+in the same order in every process. SIGTERM takes the same path with exit code 143 (the last
+test). This file replaces each stage's own copy of the harness;
+shared/tests/test_shared_training.py tests StopSignals itself.
 """
 
 import json
@@ -132,6 +133,26 @@ def sft_base(folder: Path) -> list[str]:
             "--max_length=32", "--eval_interval=1000", "--warmup_steps=3"]  # fmt: skip
 
 
+def post_base(folder: Path) -> Path:
+    """A tiny chat run (runs/gpt/post-sft: sft-base fine-tuned) and preference pairs from its
+    own replies; additions only, so no dataset is read. Returns the pairs file."""
+    sft = sft_base(folder)
+    assert run_command("sft", ["--stage=gpt", *sft, *CPU, "--max_steps=10",
+                               "--run_name=post-sft"]) == 0  # fmt: skip
+    pairs = folder / "pairs.jsonl"
+    make = ["--stage=gpt", "--init=post-sft", "--tasks=add", "--n=100", "--max_new_tokens=6",
+            "--threads=1", f"--out={pairs}"]  # fmt: skip
+    assert run_command("make-pref-data", make) == 0
+    return pairs
+
+
+def rl_options(folder: Path) -> list[str]:
+    post_base(folder)  # the chat run to start from
+    return ["--init=post-sft", "--tasks=add", "--prompts=50", "--prompts_per_step=2",
+            "--group_size=4", "--max_new_tokens=6", "--format_reward=1", "--lr=3e-3",
+            "--max_length=32", "--eval_interval=1000", "--warmup_steps=3"]  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------
 # The commands. Dropout is on wherever the stage has it, so its generator must resume too.
 
@@ -203,6 +224,13 @@ COMMANDS = [
                                   "--lr=5e-3"],
          id="gpt-sft-lora"),
     case("sft", "gpt", lambda d: [*sft_base(d), "--optimizer=muon"], id="gpt-sft-full"),
+    # gpt dpo with LoRA, and rl: SIGINT mid-round too (a round is 2 steps), the round's
+    # replies come back from the checkpoint; a reward for ending makes the tiny policy learn
+    case("dpo", "gpt", lambda d: [f"--data={post_base(d)}", "--init=post-sft", "--val_rows=10",
+                                  "--batch_size=8", "--max_length=32", "--eval_interval=1000",
+                                  "--warmup_steps=3", "--lora.rank=4", "--lr=5e-3"],
+         id="gpt-dpo-lora"),
+    case("rl", "gpt", lambda d: rl_options(d), id="gpt-rl", signal_after=5),
     # mlp train is not here: it refuses --resume (its loops save only checkpoints/final).
 ]  # fmt: skip
 

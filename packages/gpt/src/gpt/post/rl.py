@@ -59,6 +59,8 @@ class RLConfig(FineTuneOptions):
     prompts: int = option(20000, "training prompts to draw from (held-out numbers and words "
                           "never among them)", ge=1)  # fmt: skip
     system_share: float = option(0.5, "share of prompts with a system prompt", ge=0, le=1)
+    format_reward: float = option(0.0, "reward for a reply that ends within --max_new_tokens, "
+                                  "right or not (0: exact match alone)", ge=0)  # fmt: skip
     group_size: int = option(8, "G: replies sampled per prompt", ge=2)
     prompts_per_step: int = option(8, "P: prompts per round", ge=1)
     temperature: float = option(1.0, "sampling temperature of the replies", gt=0)
@@ -111,7 +113,7 @@ class GRPOTask:
                                 cfg.max_new_tokens, generator)  # fmt: skip
         rewards = torch.tensor(
             [
-                [reward(c, s, self.lines) for s in group]
+                [reward(c, s, self.lines, cfg.format_reward) for s in group]
                 for c, group in zip(cases, groups, strict=True)
             ]
         )  # (P, G)

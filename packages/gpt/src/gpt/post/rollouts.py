@@ -12,9 +12,11 @@ from gpt.chat.sampling import Sample
 from tokenizers_fromscratch import Tokenizer
 
 
-def reward(case: Case, sample: Sample, lines: dict[str, list[str]]) -> float:
-    """1.0 for a reply that ended and is exactly right, else 0.0."""
-    return float(sample.ended and is_right(case, sample.text, lines))
+def reward(case: Case, sample: Sample, lines: dict[str, list[str]],
+           format_reward: float = 0.0) -> float:  # fmt: skip
+    """1.0 for a reply that ended and is exactly right, else 0.0; plus `format_reward` for any
+    reply that ended (said `<|end|>` in time), right or not."""
+    return float(sample.ended and is_right(case, sample.text, lines)) + format_reward * sample.ended
 
 
 def task_lines(cases: list[Case]) -> dict[str, list[str]]:
