@@ -159,3 +159,22 @@ def test_misuse_is_one_line_exit_2(runs, monkeypatch, capsys, command, args, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (runs / "runs" / "gpt" / "bad").exists()
+
+
+def test_serve_and_export_take_post_trained_runs(runs, monkeypatch, capsys):
+    from fastapi.testclient import TestClient
+
+    from gpt.serve.server import Served, create_app
+
+    monkeypatch.setenv("RUNS_DIR", str(runs / "runs"))
+    out = runs / "dpo-lora.onnx"
+    args = ["--stage=gpt", "--run=dpo-lora", "--format=onnx", f"--out={out}"]
+    assert run_command("export", args) == 0 and out.is_file()
+    assert "20 greedy tokens identical" in capsys.readouterr().out
+    model, tok, _, _ = load_run_model("rl", torch.device("cpu"))
+    question = {"role": "user", "content": "What is 123 + 456?"}
+    with TestClient(create_app(Served(model, tok, "rl"))) as client:
+        reply = client.post("/v1/chat/completions", json={"model": "rl", "messages": [question],
+                                                          "max_tokens": 4})  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["role"] == "assistant"

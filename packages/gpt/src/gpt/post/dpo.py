@@ -19,7 +19,9 @@ is met by making the rejected reply impossible and the chosen one merely less un
 nothing stops the policy drifting from everything SFT taught; the log-ratios measure each
 reply against where the policy started, and beta says how far it may go.
 
-The policy starts as --init and the reference is --init, frozen. A reply's log-probability is
+With --nll_weight a (RPO, Pang et al. 2024) the loss adds a times the chosen replies' mean
+token cross entropy: plain DPO can widen the margin by making both replies less likely, and
+the greedy answer with them. The policy starts as --init and the reference is --init, frozen. A reply's log-probability is
 `gpt.post.logprobs`: SFT's template and assistant-only mask.
 """
 
@@ -72,6 +74,9 @@ class DPOConfig(FineTuneOptions):
     beta: float = option(0.1, "how far the policy may move from the reference: the log-ratios' "
                          "scale in the loss", gt=0)  # fmt: skip
     label_smoothing: float = option(0.0, "share of pairs assumed mislabelled (cDPO)", ge=0, lt=0.5)
+    nll_weight: float = option(0.0, "add this times the chosen replies' mean token NLL (RPO, "
+                               "TRL's rpo_alpha): keeps the right reply likely while the margin "
+                               "grows (0: plain DPO)", ge=0)  # fmt: skip
     val_rows: int = option(100, "pairs held out of --data for the validation loss", ge=1)
     batch_size: int = option(32, "pairs per step", ge=1)
     lr: float = option(1e-4, "AdamW's peak learning rate", gt=0)
@@ -110,11 +115,17 @@ class PreferenceTask:
     def pair_losses(self, model: torch.nn.Module,
                     batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         x, y = batch  # (2B, T) each
-        policy = token_logprobs(model(x), y).sum(-1)  # (2B,) each reply's log-probability
+        per_token = token_logprobs(model(x), y)  # (2B, T)
+        policy = per_token.sum(-1)  # (2B,) each reply's log-probability
         with torch.no_grad():
             reference = token_logprobs(self.reference(x), y).sum(-1)  # (2B,)
-        return dpo_loss(*policy.chunk(2), *reference.chunk(2), self.cfg.beta,
-                        self.cfg.label_smoothing)  # fmt: skip
+        loss, chosen, rejected = dpo_loss(*policy.chunk(2), *reference.chunk(2), self.cfg.beta,
+                                          self.cfg.label_smoothing)  # fmt: skip
+        if self.cfg.nll_weight:  # SFT's loss on the chosen replies, beside the preference
+            B = x.shape[0] // 2
+            nll = -per_token[:B].sum() / (y[:B] != -100).sum()
+            loss = loss + self.cfg.nll_weight * nll
+        return loss, chosen, rejected
 
     def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         loss, chosen, rejected = self.pair_losses(model, batch)
