@@ -21,8 +21,9 @@ reply against where the policy started, and beta says how far it may go.
 
 With --nll_weight a (RPO, Pang et al. 2024) the loss adds a times the chosen replies' mean
 token cross entropy: plain DPO can widen the margin by making both replies less likely, and
-the greedy answer with them. The policy starts as --init and the reference is --init, frozen. A reply's log-probability is
-`gpt.post.logprobs`: SFT's template and assistant-only mask.
+the greedy answer with them. The policy starts as --init and the reference is --init,
+frozen. A reply's log-probability is `gpt.post.logprobs`: SFT's template and assistant-only
+mask.
 """
 
 from dataclasses import dataclass
