@@ -69,7 +69,8 @@ class RLConfig(FineTuneOptions):
                               "ratio matters from the second)", ge=1)  # fmt: skip
     clip: float = option(0.2, "the importance ratio is clipped to [1 - clip, 1 + clip]", gt=0)
     beta: float = option(0.04, "weight of the k3 KL penalty to the reference (0: none)", ge=0)
-    lr: float = option(5e-5, "AdamW's peak learning rate", gt=0)
+    lr: float = option(2e-5, "AdamW's peak learning rate (5e-4 wrecked the policy in 40 steps "
+                       "here, 1e-4 drifted without gain: docs/post.md)", gt=0)  # fmt: skip
     warmup_steps: int = option(10, "linear warmup steps", ge=0)
     decay: Decay = option("constant", "how the rate falls after warmup")
     grad_clip: float = option(1.0, "clip the gradient's global norm (0: off)", ge=0)
