@@ -75,12 +75,13 @@ class DPOConfig(FineTuneOptions):
     beta: float = option(0.1, "how far the policy may move from the reference: the log-ratios' "
                          "scale in the loss", gt=0)  # fmt: skip
     label_smoothing: float = option(0.0, "share of pairs assumed mislabelled (cDPO)", ge=0, lt=0.5)
-    nll_weight: float = option(0.0, "add this times the chosen replies' mean token NLL (RPO, "
+    nll_weight: float = option(1.0, "add this times the chosen replies' mean token NLL (RPO, "
                                "TRL's rpo_alpha): keeps the right reply likely while the margin "
-                               "grows (0: plain DPO)", ge=0)  # fmt: skip
+                               "grows; 0: the paper's DPO, which wrecked greedy replies here "
+                               "(docs/post.md)", ge=0)  # fmt: skip
     val_rows: int = option(100, "pairs held out of --data for the validation loss", ge=1)
     batch_size: int = option(32, "pairs per step", ge=1)
-    lr: float = option(1e-4, "AdamW's peak learning rate", gt=0)
+    lr: float = option(3e-5, "AdamW's peak learning rate", gt=0)
     warmup_steps: int = option(20, "linear warmup steps", ge=0)
     eval_data: Path | None = option(None, "held-out prompts with answers (make-chat-data --split "
                                     "select): pass@1 at each evaluation")  # fmt: skip
@@ -113,8 +114,11 @@ class PreferenceTask:
     def count(self, batch: tuple[Tensor, Tensor]) -> int:
         return batch[0].shape[0] // 2  # pairs
 
-    def pair_losses(self, model: torch.nn.Module,
-                    batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    def pair_losses(
+        self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, ...]:
+        """(the preference loss, the chosen replies' mean token NLL, the chosen and the
+        rejected replies' implicit rewards (B,) each)."""
         x, y = batch  # (2B, T) each
         per_token = token_logprobs(model(x), y)  # (2B, T)
         policy = per_token.sum(-1)  # (2B,) each reply's log-probability
@@ -122,36 +126,39 @@ class PreferenceTask:
             reference = token_logprobs(self.reference(x), y).sum(-1)  # (2B,)
         loss, chosen, rejected = dpo_loss(*policy.chunk(2), *reference.chunk(2), self.cfg.beta,
                                           self.cfg.label_smoothing)  # fmt: skip
-        if self.cfg.nll_weight:  # SFT's loss on the chosen replies, beside the preference
-            B = x.shape[0] // 2
-            nll = -per_token[:B].sum() / (y[:B] != -100).sum()
-            loss = loss + self.cfg.nll_weight * nll
-        return loss, chosen, rejected
+        B = x.shape[0] // 2
+        nll = -per_token[:B].sum() / (y[:B] != -100).sum()  # SFT's loss on the chosen replies
+        return loss, nll, chosen, rejected
 
     def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        loss, chosen, rejected = self.pair_losses(model, batch)
+        loss, nll, chosen, rejected = self.pair_losses(model, batch)
         self.last = {"reward_accuracy": float((chosen > rejected).float().mean()),
-                     "reward_margin": float((chosen - rejected).mean())}  # fmt: skip
-        return loss
+                     "reward_margin": float((chosen - rejected).mean()),
+                     "chosen_nll": float(nll)}  # fmt: skip
+        return loss + self.cfg.nll_weight * nll if self.cfg.nll_weight else loss
 
     def step_metrics(self, state: FitState, loss: float) -> dict[str, float]:
         return self.last
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, precision_ctx) -> dict[str, float]:
-        """The held-out pairs' loss and reward accuracy; pass@1 on --eval_data's prompts."""
+        """The held-out pairs' preference loss (without --nll_weight's term), the chosen
+        replies' NLL, the reward accuracy; pass@1 on --eval_data's prompts."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        total, right = 0.0, 0.0
+        total, total_nll, right = 0.0, 0.0, 0.0
         for start in range(0, len(self.val), 64):
             chunk = self.val[start : start + 64]
             x, y = (t.to(device) for t in self.collate(chunk))
             with precision_ctx():
-                loss, chosen, rejected = self.pair_losses(model, (x, y))
+                loss, nll, chosen, rejected = self.pair_losses(model, (x, y))
             total += loss.item() * len(chunk)
+            total_nll += nll.item() * len(chunk)
             right += float((chosen > rejected).float().sum())
-        metrics = {"val_loss": total / len(self.val), "val_reward_accuracy": right / len(self.val)}
+        n = len(self.val)
+        metrics = {"val_loss": total / n, "val_chosen_nll": total_nll / n,
+                   "val_reward_accuracy": right / n}  # fmt: skip
         if self.eval_cases:
             lines = task_lines(self.eval_cases)
             metrics["pass1"] = greedy_pass_rate(model, self.tok, self.eval_cases,
