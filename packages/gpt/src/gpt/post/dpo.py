@@ -134,7 +134,7 @@ class PreferenceTask:
         loss, nll, chosen, rejected = self.pair_losses(model, batch)
         self.last = {"reward_accuracy": float((chosen > rejected).float().mean()),
                      "reward_margin": float((chosen - rejected).mean()),
-                     "chosen_nll": float(nll)}  # fmt: skip
+                     "chosen_nll": float(nll.detach())}  # fmt: skip
         return loss + self.cfg.nll_weight * nll if self.cfg.nll_weight else loss
 
     def step_metrics(self, state: FitState, loss: float) -> dict[str, float]:
