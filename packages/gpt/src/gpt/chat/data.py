@@ -190,7 +190,17 @@ class MakeChatDataConfig:
                                  ge=0, le=1)  # fmt: skip
     working: bool = option(False, "answer additions with their column sums first: "
                            '"8+6=14, 7+5+1=13, 4+3+1=8, so 834"')  # fmt: skip
+    exclude: Path | None = option(None, "leave out every question this JSON Lines file asks "
+                                  "(select prompts that are not test prompts)")  # fmt: skip
     out: Path = option(Path("sft.jsonl"), "the JSON Lines file to write")
+
+
+def questions_in(path: Path) -> set[str]:
+    """The last user message of every conversation in `path` (read strictly)."""
+    from gpt.chat.format import read_conversations
+
+    return {next(m.content for m in reversed(c) if m.role == "user")
+            for c in read_conversations(path) if any(m.role == "user" for m in c)}  # fmt: skip
 
 
 def make_chat_data(argv: list[str], text_source: Callable[[], str] = shakespeare) -> None:
@@ -201,8 +211,14 @@ def make_chat_data(argv: list[str], text_source: Callable[[], str] = shakespeare
         raise UsageError(f"--tasks {','.join(cfg.tasks)}: choose among {', '.join(TASKS)}")
     rows = make_rows(cfg.tasks, cfg.n, cfg.split, cfg.seed, text_source(), cfg.system_share,
                      cfg.working)  # fmt: skip
+    left_out = ""
+    if cfg.exclude is not None:
+        asked = questions_in(cfg.exclude)
+        kept = [r for r in rows if r["conversations"][-2]["content"] not in asked]
+        left_out = f"; {len(rows) - len(kept)} asked in {cfg.exclude} left out"
+        rows = kept
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
     counts = {t: sum(r["task"] == t for r in rows) for t in dict.fromkeys(cfg.tasks)}
     shown = ", ".join(f"{t} {c}" for t, c in counts.items())
-    print(f"wrote {len(rows):,} {cfg.split} conversations to {cfg.out} ({shown})")
+    print(f"wrote {len(rows):,} {cfg.split} conversations to {cfg.out} ({shown}{left_out})")
