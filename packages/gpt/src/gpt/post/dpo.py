@@ -35,10 +35,10 @@ from torch import Tensor
 
 from gpt.chat.evaluate import Case, read_cases
 from gpt.chat.format import END
-from gpt.chat.sft import Example, FineTuneOptions, SFTRun, pad_batch, sft_optimizer
+from gpt.chat.sft import Example, FineTuneOptions, SFTRun, pad_batch
 from gpt.post.logprobs import reply_example, token_logprobs
 from gpt.post.pairs import PreferencePair, read_pairs
-from gpt.post.policy import chat_run_tokenizer, frozen_reference, without_dropout
+from gpt.post.policy import chat_run_tokenizer, post_training_task
 from gpt.post.rollouts import greedy_pass_rate, task_lines
 from shared.config import option
 from shared.errors import UsageError
@@ -100,7 +100,8 @@ class PreferenceTask:
                  val: list[PairExample], eval_cases: list[Case]) -> None:  # fmt: skip
         self.cfg, self.tok, self.train, self.val, self.eval_cases = cfg, tok, train, val, eval_cases
         self.pad_id = tok.token_to_id(END)
-        self.reference: torch.nn.Module | None = None  # --init, frozen: set by the run
+        self.policy: torch.nn.Module | None = None  # the model training: set by the run
+        self.reference: torch.nn.Module | None = None  # --init, frozen
         self.last: dict[str, float] = {}  # the latest batch's reward accuracy and margin
 
     def collate(self, pairs: list[PairExample]) -> tuple[Tensor, Tensor]:
@@ -205,27 +206,16 @@ def prepare(cfg: DPOConfig, env: Setup | None = None, resume: Resume | None = No
     job = SFTRun(cfg, tok, base, tok.vocab_size)
     task = PreferenceTask(cfg, tok, train, val, eval_cases)
 
-    def build_model() -> torch.nn.Module:
-        task.reference = frozen_reference(base)
-        return without_dropout(job.build_model())
-
     def plot_title(trained: Trained) -> str:
         return f"DPO (beta {cfg.beta}): loss on preference pairs"
 
     plots = {"loss.png": ["loss", "val_loss"], "reward_accuracy.png": ["val_reward_accuracy"]}
     if eval_cases:
         plots["pass1.png"] = ["pass1"]
-    return TrainingTask(
-        stage=STAGE, config=cfg, task=task, build_model=build_model,
-        build_optimizer=lambda model: sft_optimizer(cfg, model), schedule=job.schedule,
-        checkpoint_meta=job.checkpoint_meta, write_run_files=job.write_run_files,
-        shard_units=lambda model: list(model.blocks), grad_clip=cfg.grad_clip,
-        item_name="pair",
+    return post_training_task(
+        cfg, job, task, "dpo", item_name="pair", plots=plots, plot_title=plot_title,
         description=(f"policy and frozen reference: {base}; {len(train):,} training pairs, "
                      f"{len(val):,} held out; beta {cfg.beta}"),
-        evaluate_at_end=True, step_metrics=task.step_metrics,
-        resume_command="uv run --package gpt dpo", plots=plots, plot_title=plot_title,
-        saved_weights=job.saved_weights, load_saved_weights=job.load_saved_weights,
     )  # fmt: skip
 
 

@@ -9,13 +9,16 @@ ratio must be exactly 1.
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from gpt.chat.format import END
+from gpt.chat.sft import FineTuneOptions, SFTRun, sft_optimizer
 from gpt.runs import load_run_model, run_folder_of
 from shared.errors import UsageError
+from shared.tasks import TrainingTask
 from tokenizers_fromscratch import Tokenizer, load_tokenizer
 
 
@@ -42,3 +45,26 @@ def without_dropout(model: nn.Module) -> nn.Module:
         elif isinstance(getattr(module, "dropout", None), float):
             module.dropout = 0.0
     return model
+
+
+def post_training_task(cfg: FineTuneOptions, job: SFTRun, task: Any, command: str,
+                       **own: Any) -> TrainingTask:  # fmt: skip
+    """What `dpo` and `rl` declare alike: the policy as `job` (SFT's run) builds it, without
+    dropout, and the frozen reference beside it (both set on `task`); SFT's optimizer, schedule
+    and checkpoints; a final evaluation. `own`: the command's fields (its plots, its bar)."""
+
+    def build_model() -> nn.Module:
+        task.reference = frozen_reference(job.base)
+        task.policy = without_dropout(job.build_model())
+        return task.policy
+
+    shared_fields: dict[str, Any] = dict(
+        stage="gpt", config=cfg, task=task, build_model=build_model,
+        build_optimizer=lambda model: sft_optimizer(cfg, model), schedule=job.schedule,
+        checkpoint_meta=job.checkpoint_meta, write_run_files=job.write_run_files,
+        shard_units=lambda model: list(model.blocks), grad_clip=cfg.grad_clip,
+        evaluate_at_end=True, step_metrics=task.step_metrics,
+        resume_command=f"uv run --package gpt {command}",
+        saved_weights=job.saved_weights, load_saved_weights=job.load_saved_weights,
+    )  # fmt: skip
+    return TrainingTask(**{**shared_fields, **own})

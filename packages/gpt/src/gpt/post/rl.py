@@ -30,10 +30,10 @@ from gpt.chat.data import TASKS, WORD_TASKS, make_rows, shakespeare
 from gpt.chat.evaluate import Case, case_of, read_cases
 from gpt.chat.format import END, render
 from gpt.chat.sampling import sample_replies
-from gpt.chat.sft import FineTuneOptions, SFTRun, pad_batch, sft_optimizer
+from gpt.chat.sft import FineTuneOptions, SFTRun, pad_batch
 from gpt.post.grpo import group_advantages, grpo_loss
 from gpt.post.logprobs import token_logprobs
-from gpt.post.policy import chat_run_tokenizer, frozen_reference, without_dropout
+from gpt.post.policy import chat_run_tokenizer, post_training_task
 from gpt.post.rollouts import greedy_pass_rate, reward, task_lines
 from shared.config import option
 from shared.errors import UsageError
@@ -206,30 +206,19 @@ def prepare(cfg: RLConfig, env: Setup | None = None, resume: Resume | None = Non
         task.load_state_dict(resume.meta["grpo"])
     job = SFTRun(cfg, tok, base, tok.vocab_size)
 
-    def build_model() -> torch.nn.Module:
-        task.reference = frozen_reference(base)
-        task.policy = without_dropout(job.build_model())
-        return task.policy
-
     def plot_title(trained: Trained) -> str:
         return f"GRPO on {','.join(cfg.tasks)}: G={cfg.group_size}, beta {cfg.beta}"
 
     plots = {"reward.png": ["reward", "reward_avg"], "kl.png": ["kl"]}
     if eval_cases:
         plots["pass1.png"] = ["pass1"]
-    return TrainingTask(
-        stage=STAGE, config=cfg, task=task, build_model=build_model,
-        build_optimizer=lambda model: sft_optimizer(cfg, model), schedule=job.schedule,
+    return post_training_task(
+        cfg, job, task, "rl", item_name="reply", plots=plots, plot_title=plot_title,
         checkpoint_meta=lambda: {**job.checkpoint_meta(), "grpo": task.state_dict()},
-        write_run_files=job.write_run_files, shard_units=lambda model: list(model.blocks),
-        grad_clip=cfg.grad_clip, item_name="reply",
+        shown_metrics=("reward_avg", "kl", "length"),
         description=(f"policy and frozen reference: {base}; {len(task.prompts):,} training "
                      f"prompts of {','.join(cfg.tasks)}; rounds of {cfg.prompts_per_step} x "
                      f"{cfg.group_size} replies, {cfg.inner_steps} steps each"),
-        evaluate_at_end=True, step_metrics=task.step_metrics,
-        shown_metrics=("reward_avg", "kl", "length"),
-        resume_command="uv run --package gpt rl", plots=plots, plot_title=plot_title,
-        saved_weights=job.saved_weights, load_saved_weights=job.load_saved_weights,
     )  # fmt: skip
 
 
