@@ -78,6 +78,15 @@ def is_right(case: Case, reply: str, lines: dict[str, list[str]]) -> bool:
     return reply == case.answer
 
 
+def style_lines(cases: list[Case]) -> dict[str, list[str]]:
+    """Each character's lines, where a `style` case needs them to be checked; else nothing."""
+    if not any(c.task == "style" for c in cases):
+        return {}
+    from gpt.chat.data import lines_by_character, shakespeare
+
+    return lines_by_character(shakespeare())
+
+
 def read_cases(path: Path, limit: int = 0) -> list[Case]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -140,7 +149,6 @@ def sampled_scores(model: torch.nn.Module, tok: Tokenizer, cases: list[Case], cf
 
 
 def chat_eval(argv: list[str]) -> None:
-    from gpt.chat.data import lines_by_character, shakespeare
     from gpt.runs import load_run_model, run_folder_of
 
     cfg = parse_config(ChatEvalConfig, argv, prog="gpt chat-eval",
@@ -157,7 +165,7 @@ def chat_eval(argv: list[str]) -> None:
     started = time.perf_counter()
     got = replies(model, tok, [c.prompt for c in cases], cfg.max_new_tokens, cfg.batch_size)
     seconds = time.perf_counter() - started
-    lines = lines_by_character(shakespeare()) if any(c.task == "style" for c in cases) else {}
+    lines = style_lines(cases)
     table: dict[str, dict[str, float]] = {}
     mistakes = []
     for case, reply in zip(cases, got, strict=True):

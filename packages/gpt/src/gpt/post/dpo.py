@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gpt.chat.evaluate import Case, read_cases
+from gpt.chat.evaluate import Case, read_cases, style_lines
 from gpt.chat.format import END
 from gpt.chat.sft import Example, FineTuneOptions, SFTRun, pad_batch
 from gpt.post.logprobs import reply_example, token_logprobs
 from gpt.post.pairs import PreferencePair, read_pairs
 from gpt.post.policy import chat_run_tokenizer, post_training_task
-from gpt.post.rollouts import greedy_pass_rate, task_lines
+from gpt.post.rollouts import greedy_pass_rate
 from shared.config import option
 from shared.errors import UsageError
 from shared.fit import FitState
@@ -100,6 +100,7 @@ class PreferenceTask:
                  val: list[PairExample], eval_cases: list[Case]) -> None:  # fmt: skip
         self.cfg, self.tok, self.train, self.val, self.eval_cases = cfg, tok, train, val, eval_cases
         self.pad_id = tok.token_to_id(END)
+        self.lines = style_lines(eval_cases)  # what a `style` case is checked against
         self.policy: torch.nn.Module | None = None  # the model training: set by the run
         self.reference: torch.nn.Module | None = None  # --init, frozen
         self.last: dict[str, float] = {}  # the latest batch's reward accuracy and margin
@@ -161,9 +162,8 @@ class PreferenceTask:
         metrics = {"val_loss": total / n, "val_chosen_nll": total_nll / n,
                    "val_reward_accuracy": right / n}  # fmt: skip
         if self.eval_cases:
-            lines = task_lines(self.eval_cases)
             metrics["pass1"] = greedy_pass_rate(model, self.tok, self.eval_cases,
-                                                self.cfg.max_new_tokens, lines)  # fmt: skip
+                                                self.cfg.max_new_tokens, self.lines)  # fmt: skip
         model.train(was_training)
         return metrics
 

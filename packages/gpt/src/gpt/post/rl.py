@@ -27,14 +27,14 @@ import torch
 from torch import Tensor
 
 from gpt.chat.data import TASKS, WORD_TASKS, make_rows, shakespeare
-from gpt.chat.evaluate import Case, case_of, read_cases
+from gpt.chat.evaluate import Case, case_of, read_cases, style_lines
 from gpt.chat.format import END, render
 from gpt.chat.sampling import sample_replies
 from gpt.chat.sft import FineTuneOptions, SFTRun, pad_batch
 from gpt.post.grpo import group_advantages, grpo_loss
 from gpt.post.logprobs import token_logprobs
 from gpt.post.policy import chat_run_tokenizer, post_training_task
-from gpt.post.rollouts import greedy_pass_rate, reward, task_lines
+from gpt.post.rollouts import greedy_pass_rate, reward
 from shared.config import option
 from shared.errors import UsageError
 from shared.fit import FitState
@@ -92,7 +92,7 @@ class GRPOTask:
     def __init__(self, cfg: RLConfig, tok: Tokenizer, prompts: list[Case],
                  eval_cases: list[Case]) -> None:  # fmt: skip
         self.cfg, self.tok, self.prompts, self.eval_cases = cfg, tok, prompts, eval_cases
-        self.lines = task_lines(prompts + eval_cases)
+        self.lines = style_lines(prompts + eval_cases)
         self.pad_id = tok.token_to_id(END)
         self.policy: torch.nn.Module | None = None  # the model training: set by the run
         self.reference: torch.nn.Module | None = None  # --init, frozen

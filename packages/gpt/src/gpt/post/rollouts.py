@@ -19,15 +19,6 @@ def reward(case: Case, sample: Sample, lines: dict[str, list[str]],
     return float(sample.ended and is_right(case, sample.text, lines)) + format_reward * sample.ended
 
 
-def task_lines(cases: list[Case]) -> dict[str, list[str]]:
-    """Each character's lines, where a `style` case needs them to be checked; else nothing."""
-    if not any(c.task == "style" for c in cases):
-        return {}
-    from gpt.chat.data import lines_by_character, shakespeare
-
-    return lines_by_character(shakespeare())
-
-
 def greedy_pass_rate(model: torch.nn.Module, tok: Tokenizer, cases: list[Case],
                      max_new_tokens: int, lines: dict[str, list[str]]) -> float:  # fmt: skip
     """pass@1 as chat-eval measures it: the share of greedy replies exactly right."""
