@@ -47,6 +47,7 @@ from shared.checkpoint import load_checkpoint
 from shared.config import config_to_dict, option
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState, KeepBest
+from shared.selection import length_matched
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Decay, RunOptions, Setup, lr_factor
@@ -97,6 +98,11 @@ class FinetuneConfig(RunOptions):
     )
     select_rows: int = option(
         1000, "training rows held out to pick the best checkpoint and stop early", ge=0
+    )
+    select_like: Literal["dev", "random"] = option(
+        "dev",
+        "dev: the selection rows' lengths in words follow the reported split's (its text, never "
+        "its labels); random: drawn at random from the training rows",
     )
     train_rows: int = option(
         0,
@@ -149,16 +155,23 @@ def load_splits(
     select_rows: int,
     seed: int,
     train_rows: int = 0,
+    select_like: str = "dev",
 ) -> dict[str, Rows]:
     """train (minus the selection rows; `train_rows` of them at random if not 0), select (held
-    out of train), dev (GLUE's dev set)."""
+    out of train; `select_like="dev"`: lengths like the dev set's), dev (GLUE's dev set)."""
     data = load_task(task)
     dev = tokenize_split(data[task.eval_split], task, tokenizer, max_length)
     n = len(data["train"])
     if select_rows >= n:
         raise UsageError(f"--select_rows {select_rows} leaves no training rows ({n})")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    held, kept = order[:select_rows], order[select_rows:]
+    if select_like == "dev":
+        first = task.text_columns[0]  # a pair's first sentence carries its length well enough
+        held = length_matched(data["train"][first], data[task.eval_split][first], select_rows, seed)
+        taken = set(held)
+        kept = [i for i in order if i not in taken]
+    else:
+        held, kept = order[:select_rows], order[select_rows:]
     if train_rows:
         if train_rows > len(kept):
             raise UsageError(f"--train_rows {train_rows}: only {len(kept):,} rows are left "
@@ -436,7 +449,8 @@ def prepare(
     folder, vocab, source = init_source(cfg)
     tokenizer = run_tokenizer(vocab, resume)
     config = classifier_config(cfg, task, folder, tokenizer)
-    splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed, cfg.train_rows)
+    splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed,
+                         cfg.train_rows, cfg.select_like)  # fmt: skip
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"

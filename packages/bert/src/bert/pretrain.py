@@ -36,9 +36,11 @@ from bert.hf import save_folder
 from bert.masking import mask_tokens
 from bert.model import BertConfig, BertForMaskedLM
 from bert.tokenize import BertTokenizer, pad_rows
+from shared import sources
 from shared.config import config_to_dict, option
 from shared.errors import UsageError
 from shared.fit import FitState
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import RunOptions, Setup, lr_factor
@@ -61,6 +63,10 @@ class PretrainConfig(RunOptions):
         ["sst2", "multi30k"], "registry datasets whose English text to train on "
         "(sst2, multi30k, tinyshakespeare)",
     )  # fmt: skip
+    dataset: str | None = option(
+        None, "pretrain on this source instead of --datasets (its train split): " + SOURCE_HELP
+    )
+    text_field: str = option("text", "the field holding the text, for jsonl/csv/parquet/hf")
     vocab_size: int = option(8000, "WordPiece vocabulary size", ge=100)
     model: ModelSize = field(default_factory=ModelSize)
     max_length: int = option(64, "tokens per row, [CLS] and [SEP] included", ge=8, le=512)
@@ -123,6 +129,8 @@ def pack_rows(sentences: list[list[int]], max_length: int, cls_id: int,
 
 
 def load_corpus(cfg: PretrainConfig) -> list[str]:
+    if cfg.dataset is not None:
+        return sources.training_texts(cfg.dataset, cfg.text_field)
     if not cfg.datasets:
         raise UsageError("--datasets is empty; name at least one, e.g. --datasets=sst2")
     return [text for name in cfg.datasets for text in _english(name)]

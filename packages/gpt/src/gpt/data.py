@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from shared import datasets
+from shared import datasets, sources
 from shared.errors import DatasetError, UsageError
 from tokenizers_fromscratch import ByteLevelBPETokenizer, CharTokenizer, Tokenizer
 
@@ -58,20 +58,19 @@ def fallback_note(asked: str, used: str) -> str | None:
 
 
 def load_training_text(
-    dataset: str, text_file: Path | None = None
+    dataset: str, text_file: Path | None = None, text_field: str = "text"
 ) -> tuple[dict[str, str], str, str | None]:
     """({"train", "val"} text, the name of what is used, a fallback note or None).
 
-    A `text_file` trains on its first 90% and validates on the rest; otherwise the registry's
-    `dataset` (the default one falls back to pystdlib offline, and the note says so).
+    A source (`text:PATH`, `jsonl:PATH`, `hf:ID`, ... see shared.sources) gives its text, with
+    its own validation split or else the last 10% held out; `text_file` is the older spelling
+    of `text:PATH`. Otherwise the registry's `dataset` (the default one falls back to
+    pystdlib offline, and the note says so).
     """
     if text_file is not None:
-        try:
-            text = Path(text_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read --text_file {text_file}: {error}") from None
-        cut = int(len(text) * 0.9)
-        return {"train": text[:cut], "val": text[cut:]}, str(text_file), None
+        dataset = f"text:{text_file}"
+    if sources.is_source(dataset):
+        return sources.text_corpus(dataset, text_field), dataset, None
     splits, used = load_text(dataset)
     return splits, used, fallback_note(dataset, used)
 

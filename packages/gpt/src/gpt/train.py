@@ -61,6 +61,7 @@ from gpt.muon import Muon
 from shared.config import option
 from shared.device import fast_dtype
 from shared.fit import FitState
+from shared.sources import SOURCE_HELP
 from shared.training import Decay, RunOptions
 from shared.training import lr_factor as schedule_factor
 
@@ -106,10 +107,13 @@ class TrainConfig(RunOptions):
     same names and meanings as in every other stage.
     """
 
-    dataset: Literal["tinyshakespeare", "pystdlib"] = option(
-        "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
+    dataset: str = option(
+        "tinyshakespeare",
+        "text to learn: tinyshakespeare (falls back to pystdlib offline), pystdlib, or a source: "
+        + SOURCE_HELP,
     )
-    text_file: Path | None = option(None, "train on this UTF-8 file instead (first 90%: train)")
+    text_field: str = option("text", "the field holding the text, for jsonl/csv/parquet/hf")
+    text_file: Path | None = option(None, "the older spelling of --dataset text:PATH")
     tokenizer: Literal["char", "bpe"] = option(
         "bpe",
         "bpe: byte-level, trained for the run (about 2.6 characters a token); char: one id each",

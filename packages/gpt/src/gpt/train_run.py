@@ -166,7 +166,7 @@ def prepare(
     `env` (the setup's device and precision) picks the attention kernel; without one (under
     training_kit, which picks precision itself) the fp32 choice.
     """
-    splits, dataset, note = load_training_text(cfg.dataset, cfg.text_file)
+    splits, dataset, note = load_training_text(cfg.dataset, cfg.text_file, cfg.text_field)
     if cfg.text_file is None:
         cfg.dataset = dataset  # the config printed and saved says what really runs
     tok = run_tokenizer(cfg, splits, resume)

@@ -33,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shared import sources
 from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import UsageError
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Decay, RunOptions, Setup
@@ -62,7 +64,11 @@ class PretrainConfig(RunOptions):
     datasets: list[str] = option(
         ["multi30k", "sst2"], "registry datasets whose training sentences to pretrain on"
     )
-    text_file: Path | None = option(None, "pretrain on this text file instead (one text a line)")
+    dataset: str | None = option(
+        None, "pretrain on this source instead of --datasets (its train split): " + SOURCE_HELP
+    )
+    text_field: str = option("text", "the field holding the text, for jsonl/csv/parquet/hf")
+    text_file: Path | None = option(None, "the older spelling of --dataset text:PATH")
     vocab_size: int = option(8000, "vocabulary size, sentinels included", ge=32)
     num_sentinels: int = option(100, "sentinel tokens <extra_id_i> at the top (T5: 100)", ge=0)
     tokenizer_trainer: Literal["sentencepiece", "unigram"] = option(
@@ -111,10 +117,9 @@ def spans_per_row(cfg: PretrainConfig, length: int | None = None) -> int:
 
 
 def load_texts(cfg: PretrainConfig) -> list[str]:
-    if cfg.text_file is not None:
-        if not cfg.text_file.is_file():
-            raise UsageError(f"--text_file {cfg.text_file} does not exist")
-        texts = [t for t in cfg.text_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+    source = f"text:{cfg.text_file}" if cfg.text_file is not None else cfg.dataset
+    if source is not None:
+        texts = sources.training_texts(source, cfg.text_field)
     else:
         if not cfg.datasets:
             raise UsageError("--datasets is empty; name at least one, e.g. --datasets=multi30k")

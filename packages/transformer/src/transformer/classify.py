@@ -10,8 +10,9 @@ scores the selection slice (`--select_fraction` of the training rows, held out b
 training), which picks the checkpoint kept, and the dev set, which is only reported. Then
 `SentimentRun.report` writes errors.md (the most confidently wrong dev sentences and the
 confusion matrix), confusion_matrix.png and the curves. By default it trains on all of GLUE's
-SST-2 training rows and reports on GLUE's dev set (872 sentences); --train_file and --dev_file
-take any `sentence<TAB>label` files instead.
+SST-2 training rows and reports on GLUE's dev set (872 sentences); `--dataset csv:FILE` (or
+jsonl, tsv, parquet, hf: see shared.sources) takes any labelled rows instead, and the older
+--train_file and --dev_file any `sentence<TAB>label` files.
 """
 
 from dataclasses import dataclass
@@ -24,10 +25,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from attention.vocab import Vocab
+from shared import sources
 from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler
 from shared.errors import ConfigError
 from shared.fit import KeepBest
+from shared.selection import length_matched
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Setup
@@ -57,11 +61,22 @@ class ClassifyConfig(LoopConfig):
     """`train` (--task=classification): every loop technique plus the data and the network."""
 
     task: Literal["classification", "translation"] = option("classification", "what to train")
+    dataset: str = option(
+        "sst2", "sst2 (GLUE's SST-2; reported on its dev set), or a source of labelled rows "
+        "(labels 0 and 1; reported on its validation split): " + SOURCE_HELP,
+    )  # fmt: skip
+    sentence_field: str = option("sentence", "the field holding the text, for a source")
+    label_field: str = option("label", "the field holding the label (0 or 1), for a source")
     train_file: Path | None = option(
         None, "sentence<TAB>label training file (default: SST-2, GLUE's 64,349 training rows)"
     )
     dev_file: Path | None = option(
         None, "sentence<TAB>label dev file (default: GLUE's SST-2 dev set, 872 sentences)"
+    )
+    select_like: Literal["dev", "random"] = option(
+        "dev",
+        "dev: the selection rows' lengths in words follow the dev split's (its text, never its "
+        "labels); random: drawn at random",
     )
     min_freq: int = option(1, "keep words seen at least this often in training; others <unk>", ge=1)
     max_train: int = option(0, "use only the first N training sentences (0: all)", ge=0)
@@ -91,14 +106,31 @@ def sst2_splits() -> dict[str, tuple[list[str], list[int]]]:
     }
 
 
+def source_splits(
+    spec: str, sentence_field: str, label_field: str
+) -> dict[str, tuple[list[str], list[int]]]:
+    """{"train", "dev"} from a local or hub source: its validation split, else its last 10%."""
+    fields = [sentence_field, label_field]
+    loaded = sources.load_source(spec, fields, labels=(0, 1), label_field=label_field)
+    splits, eval_name = sources.with_eval_split(loaded)
+    return {
+        ours: (list(splits[theirs][sentence_field]), [int(y) for y in splits[theirs][label_field]])
+        for ours, theirs in (("train", "train"), ("dev", eval_name))
+    }
+
+
 def load_sentences(cfg: ClassifyConfig) -> dict[str, tuple[list[str], list[int]]]:
     """{"train": (sentences, labels), "dev": ...} from the files given, else SST-2 (GLUE dev)."""
     if (cfg.train_file is None) != (cfg.dev_file is None):
         raise ConfigError("give both --train_file and --dev_file, or neither (for SST-2)")
     if cfg.train_file is not None:
         splits = {"train": read_tsv(cfg.train_file), "dev": read_tsv(cfg.dev_file)}
-    else:
+    elif sources.is_source(cfg.dataset):
+        splits = source_splits(cfg.dataset, cfg.sentence_field, cfg.label_field)
+    elif cfg.dataset == "sst2":
         splits = sst2_splits()
+    else:
+        raise ConfigError(f"--dataset {cfg.dataset!r}: give sst2 or a source ({SOURCE_HELP})")
     if cfg.max_train:
         sentences, labels = splits["train"]
         splits["train"] = (sentences[: cfg.max_train], labels[: cfg.max_train])
@@ -175,6 +207,10 @@ def sentiment_datasets(
     training rows first, the vocabulary (unless given: a resumed run's) built from the rest."""
     sentences, labels = splits["train"]
     fit_rows, select_rows = held_out(len(sentences), cfg.select_fraction, cfg.seed)
+    if select_rows and cfg.select_like == "dev":  # as many rows, with the dev split's lengths
+        select_rows = sorted(length_matched(sentences, splits["dev"][0], len(select_rows),
+                                            cfg.seed + 7919))  # fmt: skip
+        fit_rows = sorted(set(range(len(sentences))) - set(select_rows))
     train_part = ([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows])
     vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
     train = SentimentDataset(*train_part, vocab, cfg.model.max_len)
