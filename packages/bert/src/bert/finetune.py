@@ -43,6 +43,7 @@ from bert.hf import config_from_dict, load_folder, save_folder
 from bert.model import BertConfig, BertForSequenceClassification
 from bert.pretrained import resolve_init
 from bert.tokenize import BertTokenizer, pad_rows
+from shared.augment import AugmentConfig, augment_rows
 from shared.checkpoint import load_checkpoint
 from shared.config import config_to_dict, option
 from shared.errors import CheckpointError, UsageError
@@ -109,6 +110,9 @@ class FinetuneConfig(RunOptions):
         "train on this many labelled rows, drawn at random (0: all); for few-label studies",
         ge=0,
     )
+    augment: AugmentConfig = option(
+        AugmentConfig, "changed copies of the training sentences (one-sentence tasks)"
+    )
     patience: int = option(0, "stop after this many evaluations without a better score (0: off)",
                            ge=0)  # fmt: skip
     eval_batch_size: int = option(128, "sentences per evaluation batch", ge=1)
@@ -156,6 +160,7 @@ def load_splits(
     seed: int,
     train_rows: int = 0,
     select_like: str = "dev",
+    augment: AugmentConfig | None = None,
 ) -> dict[str, Rows]:
     """train (minus the selection rows; `train_rows` of them at random if not 0), select (held
     out of train; `select_like="dev"`: lengths like the dev set's), dev (GLUE's dev set)."""
@@ -181,7 +186,21 @@ def load_splits(
     def pick(indices: list[int]) -> Rows:  # only the rows used are tokenized
         return tokenize_split(data["train"].select(indices), task, tokenizer, max_length)
 
-    return {"train": pick(kept), "select": pick(held), "dev": dev}
+    train = pick(kept) if augment is None or not augment.copies else augmented(
+        data["train"].select(kept), task, tokenizer, max_length, augment, seed
+    )  # fmt: skip
+    return {"train": train, "select": pick(held), "dev": dev}
+
+
+def augmented(split: Any, task: GlueTask, tokenizer: BertTokenizer, max_length: int,
+              augment: AugmentConfig, seed: int) -> Rows:  # fmt: skip
+    """The training rows and their changed copies (shared.augment), tokenized."""
+    if len(task.text_columns) != 1:
+        raise UsageError(f"--augment.copies works on one-sentence tasks; {task.name} has pairs")
+    column = task.text_columns[0]
+    texts, labels = augment_rows(split[column], split[task.label_column], augment, seed)
+    rows = [tokenizer.encode(text, None, max_length) for text in texts]
+    return Rows(rows, [float(y) for y in labels])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +469,7 @@ def prepare(
     tokenizer = run_tokenizer(vocab, resume)
     config = classifier_config(cfg, task, folder, tokenizer)
     splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed,
-                         cfg.train_rows, cfg.select_like)  # fmt: skip
+                         cfg.train_rows, cfg.select_like, cfg.augment)  # fmt: skip
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"

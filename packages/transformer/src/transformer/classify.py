@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from attention.vocab import Vocab
 from shared import sources
+from shared.augment import AugmentConfig, augment_rows
 from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler
 from shared.errors import ConfigError
@@ -85,6 +86,7 @@ class ClassifyConfig(LoopConfig):
         20, "most confidently wrong dev sentences listed in errors.md", ge=0
     )
     model: ClassifierConfig = option(ClassifierConfig, "the network")
+    augment: AugmentConfig = option(AugmentConfig, "changed copies of the training sentences")
 
     def __post_init__(self) -> None:
         if self.task != "classification":
@@ -211,7 +213,8 @@ def sentiment_datasets(
         select_rows = sorted(length_matched(sentences, splits["dev"][0], len(select_rows),
                                             cfg.seed + 7919))  # fmt: skip
         fit_rows = sorted(set(range(len(sentences))) - set(select_rows))
-    train_part = ([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows])
+    train_part = augment_rows([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows],
+                              cfg.augment, cfg.seed)  # fmt: skip
     vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
     train = SentimentDataset(*train_part, vocab, cfg.model.max_len)
     dev = SentimentDataset(*splits["dev"], vocab, cfg.model.max_len)
