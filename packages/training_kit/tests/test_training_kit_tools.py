@@ -56,13 +56,30 @@ def test_a_sweep_writes_its_results_and_resumes_where_it_stopped(runs, text_file
     assert sorted(p.name for p in (runs / "gpt").iterdir())[:4] == [f"tiny-00{i}" for i in range(4)]
 
 
+def test_a_grid_sweep_tries_each_point_once_and_stops(runs, text_file, capsys):
+    space = text_file.parent / "space.toml"
+    space.write_text('[space]\nlr = { grid = [1e-3, 1e-2] }\noptimizer = { choice = ["adamw"] }\n')
+    assert run_command("sweep", ["--stage=training_kit", "--study=grid", f"--space={space}",
+                                 "--sampler=grid", "--trials=5", *TINY, "--max_steps=3",
+                                 "--eval_interval=3", f"--text_file={text_file}"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "study grid: 0 trials done, 5 to go" in out and "the grid is done" in out
+    with open(runs / "training_kit" / "sweeps" / "grid" / "trials.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(float(r["lr"]) for r in rows) == [1e-3, 1e-2]  # two points, not five trials
+    assert "best: trial" in out and "(lowest)" in out  # val_loss: minimised
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
-    [([], "name the study: --study NAME"), (["--study=x", "--space=nope.toml"], "cannot read")],
-)
+    [([], "name the study: --study NAME"), (["--study=x", "--space=nope.toml"], "cannot read"),
+     (["--study=x", "--sampler=grid"], "lr is a log range [0.0003, 0.03]: list the points"),
+     (["--study=x", "--metric=tokens_per_second"], "say --direction maximize or --direction")],
+)  # fmt: skip
 def test_sweep_errors_are_one_line(runs, capsys, args, says):
     assert run_command("sweep", ["--stage=training_kit", *args]) == 2
-    assert says in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
 
 
 def test_compare_prints_a_table_and_draws_the_curves(runs, text_file, capsys):

@@ -174,8 +174,14 @@ def _load_local(source: Source, sample_by: str) -> tuple[dict[str, Any], dict[st
 def _load_hub(source: Source) -> dict[str, Any]:
     import datasets as hf_datasets
 
+    # A local folder in the hub's layout is built afresh each time: the cache knows it only by
+    # its name and file patterns, so an edited folder would otherwise give yesterday's rows.
+    local = Path(source.location).expanduser().is_dir()
+    fresh = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
     try:
-        loaded = hf_datasets.load_dataset(source.location, source.config)
+        loaded = hf_datasets.load_dataset(
+            source.location, source.config, **(fresh if local else {})
+        )
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE")
@@ -222,13 +228,15 @@ def _check_rows(split: str, data: Any, fields: Sequence[str], origins: list | No
 
 
 def load_source(spec: str, fields: Sequence[str], *, sample_by: str = "line",
-                labels: Sequence[Any] | None = None,
-                label_field: str | None = None) -> dict[str, Any]:  # fmt: skip
+                labels: Sequence[Any] | None = None, label_field: str | None = None,
+                drop_blank: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The splits of source `spec` as `datasets.Dataset`s, each with the `fields` checked.
 
     `fields` are the columns the command reads (for `text:` sources: "text"); `sample_by`
     "line" makes one row a line of a text file and "document" one row a whole file; `labels`
-    is the set `label_field`'s values must come from.
+    is the set `label_field`'s values must come from. `drop_blank` names a field whose blank
+    rows are dropped instead of refused: a corpus's empty lines (WikiText has one between
+    every paragraph) separate texts, while an empty sentence in a labelled table is a mistake.
     """
     source = parse_source(spec)
     if source is None:
@@ -238,16 +246,19 @@ def load_source(spec: str, fields: Sequence[str], *, sample_by: str = "line",
     else:
         splits, origins = _load_local(source, sample_by)
     if source.kind == "text" and sample_by == "line":
-        splits = {name: _without_blank_lines(data) for name, data in splits.items()}
+        drop_blank = "text"  # a text file's blank lines separate paragraphs; they are not rows
+    if drop_blank is not None:
+        splits = {name: _without_blank(data, drop_blank) for name, data in splits.items()}
         origins = {}  # rows no longer match lines one to one; name the split and row instead
     for split, data in splits.items():
         _check_rows(split, data, fields, origins.get(split), labels, label_field)
     return splits
 
 
-def _without_blank_lines(data: Any) -> Any:
-    """A text file's blank lines separate paragraphs; they are not rows."""
-    keep = [i for i, text in enumerate(data["text"]) if text.strip()]
+def _without_blank(data: Any, field: str) -> Any:
+    if field not in data.column_names:
+        return data  # _check_rows names the missing field
+    keep = [i for i, text in enumerate(data[field]) if text is not None and str(text).strip()]
     return data.select(keep) if len(keep) < len(data) else data
 
 
@@ -281,7 +292,7 @@ def text_corpus(spec: str, text_field: str = "text") -> dict[str, str]:
             cut = int(len(text) * 0.9)
             return {"train": text[:cut], "val": text[cut:]}
         return {"train": joined["train"], "val": joined["validation"]}
-    splits, eval_name = with_eval_split(load_source(spec, [text_field]))
+    splits, eval_name = with_eval_split(load_source(spec, [text_field], drop_blank=text_field))
     return {"train": "\n".join(splits["train"][text_field]),
             "val": "\n".join(splits[eval_name][text_field])}  # fmt: skip
 
@@ -292,4 +303,4 @@ def training_texts(spec: str, text_field: str = "text") -> list[str]:
     Pretraining holds its own rows out to measure its loss, so a source's other splits stay
     unread here, kept for the evaluations that report on them.
     """
-    return list(load_source(spec, [text_field])["train"][text_field])
+    return list(load_source(spec, [text_field], drop_blank=text_field)["train"][text_field])

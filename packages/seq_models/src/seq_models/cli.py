@@ -32,13 +32,14 @@ from seq_models.charlm import (
     tbptt_batches,
 )
 from seq_models.charlm import evaluate as evaluate_loss
-from shared import datasets
+from shared import datasets, sources
 from shared.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from shared.config import config_from_dict, config_to_dict, option, parse_config
 from shared.device import autocast
 from shared.errors import CheckpointError, DatasetError, UsageError
 from shared.fit import FitState
 from shared.runs import Run, find_checkpoint
+from shared.sources import SOURCE_HELP
 from shared.trainer import (
     Resume,
     checkpoint_meta,
@@ -58,9 +59,12 @@ class TrainConfig(RunOptions):
     """`seq_models train`: the run options shared by every stage (`shared.training`), then
     this stage's own. Its defaults differ where its figures were measured with them."""
 
-    dataset: Literal["tinyshakespeare", "pystdlib"] = option(
-        "tinyshakespeare", "text to learn (tinyshakespeare falls back to pystdlib offline)"
+    dataset: str = option(
+        "tinyshakespeare",
+        "text to learn: tinyshakespeare (falls back to pystdlib offline), pystdlib, or a source: "
+        + SOURCE_HELP,
     )
+    text_field: str = option("text", "the field holding the text, for jsonl/csv/parquet/hf")
     model: CharLMConfig = option(CharLMConfig, "the network")
     batch_size: int = option(32, "parallel text streams per step (B)", ge=1)
     seq_len: int = option(64, "characters per window: how far back gradients reach (T)", ge=1)
@@ -86,9 +90,12 @@ class TrainConfig(RunOptions):
     resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
 
 
-def load_text(name: str) -> tuple[dict[str, str], str, str | None]:
+def load_text(name: str, text_field: str = "text") -> tuple[dict[str, str], str, str | None]:
     """The {"train", "val"} text of `name`, the name actually used, and a note for the log when
-    that is not `name` (tinyshakespeare falls back to pystdlib, always available offline)."""
+    that is not `name` (tinyshakespeare falls back to pystdlib, always available offline); a
+    source (`text:PATH`, `jsonl:PATH`, ...: shared.sources) gives its own text."""
+    if sources.is_source(name):
+        return sources.text_corpus(name, text_field), name, None
     try:
         return datasets.load(name), name, None
     except DatasetError as error:
@@ -123,7 +130,7 @@ def train(argv: list[str]) -> None:
         cfg = resumed_config(TrainConfig, argv, prog, resume)
     env = setup(cfg)  # threads, device, precision (and why), seeds
     device, precision = env.device, env.precision
-    splits, dataset, note = load_text(cfg.dataset)
+    splits, dataset, note = load_text(cfg.dataset, cfg.text_field)
     cfg.dataset = dataset  # the config printed and saved says what really runs
     vocab = CharVocab.from_text(splits["train"] + splits["val"])
     if resume is not None:  # before the run folder: a refused checkpoint leaves none behind
@@ -308,7 +315,9 @@ def evaluate(argv: list[str]) -> None:
         EvalConfig, argv, prog="seq_models eval", description="Validation loss of a trained run."
     )
     model, vocab, meta, folder = load_model(cfg.run)
-    splits, dataset, _ = load_text(meta.get("dataset", "tinyshakespeare"))
+    config = meta.get("config", {})
+    splits, dataset, _ = load_text(meta.get("dataset", "tinyshakespeare"),
+                                   config.get("text_field", "text"))  # fmt: skip
     if dataset != meta.get("dataset"):
         raise UsageError(f"{folder} was trained on {meta.get('dataset')!r}, which is unavailable")
     val_ids = vocab.encode(splits["val"])  # (N_val,)

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared import datasets
+from shared import datasets, sources
 from shared.config import option, parse_config
 from shared.errors import UsageError
 from shared.paths import runs_dir
 from shared.runs import Run
+from shared.sources import SOURCE_HELP
 from tokenizers_fromscratch.base import FILENAME, Tokenizer, load_tokenizer
 
 STAGE = "tokenizers_fromscratch"
@@ -30,7 +31,11 @@ Kind = Literal["char", "bpe", "wordpiece", "unigram"]
 class TrainConfig:
     kind: Kind = option("bpe", "which algorithm to train")
     vocab_size: int = option(4096, "vocabulary size, special tokens included (char: 0 = all seen)")
-    dataset: str = option("tinyshakespeare", "a shared.datasets name; trains on its train split")
+    dataset: str = option(
+        "tinyshakespeare", "a shared.datasets name or a source; trains on its train split: "
+        + SOURCE_HELP,
+    )  # fmt: skip
+    text_field: str = option("text", "the field holding the text, for jsonl/csv/parquet/hf")
     max_lines: int = option(0, "train on the first N lines only (0: all of them)")
     min_frequency: int = option(2, "bpe, wordpiece: stop when the best pair is rarer than this")
     byte_fallback: bool = option(False, "unigram: unknown characters become UTF-8 byte pieces")
@@ -55,8 +60,13 @@ class EncodeConfig:
     special_tokens: bool = option(False, "add the tokenizer's special tokens ([CLS] ... [SEP])")
 
 
-def dataset_lines(name: str, split_names: tuple[str, ...] = ("train",)) -> list[str]:
+def dataset_lines(
+    name: str, split_names: tuple[str, ...] = ("train",), text_field: str = "text"
+) -> list[str]:
     """A dataset's text as lines (newlines kept): text datasets split, table columns joined."""
+    if sources.is_source(name):
+        text = sources.text_corpus(name, text_field)["train" if "train" in split_names else "val"]
+        return text.splitlines(keepends=True)
     splits = datasets.load(name)
     split = next((splits[s] for s in split_names if s in splits), None)
     if split is None:
@@ -100,7 +110,7 @@ def train(argv: list[str]) -> None:
     cfg = parse_config(
         TrainConfig, argv, prog=f"{STAGE} train", description=__doc__.split("\n\n")[0]
     )
-    lines = dataset_lines(cfg.dataset)
+    lines = dataset_lines(cfg.dataset, text_field=cfg.text_field)
     if cfg.max_lines:
         lines = lines[: cfg.max_lines]
     run = Run.start(STAGE, cfg, name=cfg.run_name)
@@ -112,7 +122,9 @@ def train(argv: list[str]) -> None:
     seconds = time.perf_counter() - start
     path = tok.save(run.folder)
     held_out_splits = ("val", "validation", "dev", "test")
-    held_out = dataset_lines(cfg.dataset, held_out_splits) if not cfg.max_lines else []
+    held_out = (
+        dataset_lines(cfg.dataset, held_out_splits, cfg.text_field) if not cfg.max_lines else []
+    )
     ratio = bytes_per_token(tok, held_out or lines[:2000])
     where = "held-out split" if held_out else "training lines"
     print(f"trained {tok!r} in {seconds:.2f}s; {ratio:.2f} UTF-8 bytes per token on the {where}")
