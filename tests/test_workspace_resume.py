@@ -82,7 +82,8 @@ def sentiment(folder: Path) -> list[str]:
 
 
 def pairs(folder: Path, copy: bool) -> list[str]:
-    """A translation toy: copy the words (transformer), or a word-for-word lexicon (attention)."""
+    """A translation toy: copy the words (transformer, tsv files), or a word-for-word lexicon
+    (attention, a jsonl source)."""
     lexicon = {"Ein": "A", "Mann": "man", "Hund": "dog", "sieht": "sees", "Ball": "ball"}
     nouns = ["Mann", "Hund", "Ball"]
     for split, n, seed in (("train", 120, 0), ("val", 8, 1), ("test", 8, 2)):
@@ -95,7 +96,15 @@ def pairs(folder: Path, copy: bool) -> list[str]:
                 de = ["Ein", nouns[i % 3], "sieht", nouns[(i // 3) % 3]]
                 lines.append(" ".join(de) + "\t" + " ".join(lexicon[w] for w in de))
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [f"--{s}_file={folder / f'{s}.tsv'}" for s in ("train", "val", "test")]
+    if copy:
+        return [f"--{s}_file={folder / f'{s}.tsv'}" for s in ("train", "val", "test")]
+    source = folder / "pairs"  # the lexicon as a jsonl source: train, validation, test
+    source.mkdir()
+    for split, name in (("train", "train"), ("val", "validation"), ("test", "test")):
+        rows = [line.split("\t") for line in (folder / f"{split}.tsv").read_text().splitlines()]
+        lines = [json.dumps({"de": de, "en": en}) for de, en in rows]
+        (source / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"--dataset=jsonl:{source}"]
 
 
 def t5_tasks(folder: Path) -> list[str]:

@@ -200,3 +200,26 @@ def test_rows_longer_than_the_checkpoint_positions_are_refused(tmp_path, monkeyp
 def _losses(folder: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_a_source_gives_the_task_its_rows_with_augmented_copies_and_bad_labels_fail(
+    tmp_path, monkeypatch, capsys
+):
+    """`--dataset jsonl:DIR` replaces the registry: train.jsonl trains (less the selection rows),
+    validation.jsonl is the reported split; `--augment.copies` adds changed training rows."""
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 60), ("validation", 12)):
+        rows = [{"sentence": f"a {'good' if i % 2 else 'bad'} film {i}", "label": i % 2}
+                for i in range(n)]  # fmt: skip
+        (data / f"{split}.jsonl").write_text("\n".join(map(json.dumps, rows)), encoding="utf-8")
+    common = ["--stage=bert", "--init=none", *TINY, "--max_steps=1", "--threads=1",
+              f"--dataset=jsonl:{data}", "--select_rows=10"]  # fmt: skip
+    assert run_command("finetune", [*common, "--augment.copies=2"]) == 0
+    assert "sst2: 150 training rows, 10 held out to select the checkpoint, 12 dev rows" in (
+        capsys.readouterr().out
+    )
+    (data / "train.jsonl").write_text('{"sentence": "fine", "label": 2}\n', encoding="utf-8")
+    assert run_command("finetune", common) == 2
+    assert f"{data / 'train.jsonl'}:1: label 2 is not one of 0, 1" in capsys.readouterr().err

@@ -43,6 +43,7 @@ from attention.translation_data import (
     load_multi30k,
     pad,
     read_pairs,
+    source_pairs,
 )
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint
@@ -50,6 +51,7 @@ from shared.config import config_from_dict, config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import CheckpointError, ConfigError, UsageError
 from shared.runs import Run
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import RunOptions, Setup, lr_factor
@@ -87,6 +89,12 @@ class TrainConfig(RunOptions):
     val_bleu_sentences: int = option(
         300, "validation sentences translated for BLEU each epoch", ge=0
     )
+    dataset: str = option(
+        "multi30k", "multi30k, or a source of pairs with train, validation (else the last 10%) "
+        "and test splits: " + SOURCE_HELP,
+    )  # fmt: skip
+    src_field: str = option("de", "the field holding the source sentence, for a source")
+    tgt_field: str = option("en", "the field holding the target sentence, for a source")
     train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
     val_file: Path | None = option(None, "German<TAB>English validation pairs")
     test_file: Path | None = option(None, "German<TAB>English test pairs")
@@ -261,6 +269,9 @@ def load_translation_pairs(cfg: TrainConfig) -> tuple[list[Pair], list[Pair], li
             raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
         train, val, test = (read_pairs(f) for f in files)
         return train, val, test
+    if cfg.dataset != "multi30k":
+        pairs = source_pairs(cfg.dataset, cfg.src_field, cfg.tgt_field)
+        return pairs["train"], pairs["val"], pairs["test"]
     data = load_multi30k()
     return data["train"], data["val"], data["test_2016_flickr"]
 

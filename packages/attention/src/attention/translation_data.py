@@ -37,6 +37,24 @@ def load_multi30k() -> dict[str, list[Pair]]:
     return {name: list(zip(d["de"], d["en"], strict=True)) for name, d in splits.items()}
 
 
+def source_pairs(spec: str, src_field: str = "de", tgt_field: str = "en") -> dict[str, list[Pair]]:
+    """{"train", "val", "test"} pairs from a source (`jsonl:DIR`, `hf:ID:CONFIG`, ...: see
+    shared.sources): its validation split, else the last 10% of train; its test split, which
+    BLEU is reported on, must be there."""
+    from shared import sources
+
+    rows = sources.load_source(spec, [src_field, tgt_field])
+    if "test" not in rows:
+        raise UsageError(f"--dataset {spec} has no test split to report BLEU on; give a folder "
+                         "with train, validation and test files")  # fmt: skip
+    test = rows.pop("test")
+    splits, eval_name = sources.with_eval_split(rows)
+    return {
+        ours: list(zip(data[src_field], data[tgt_field], strict=True))
+        for ours, data in (("train", splits["train"]), ("val", splits[eval_name]), ("test", test))
+    }
+
+
 def read_pairs(path: Path) -> list[Pair]:
     """`German<TAB>English` lines; blank lines are skipped."""
     path = Path(path)

@@ -49,6 +49,7 @@ from shared.config import config_to_dict, option
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState, KeepBest
 from shared.selection import length_matched
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Decay, RunOptions, Setup, lr_factor
@@ -69,6 +70,10 @@ class ScratchModel:
 @dataclass
 class FinetuneConfig(RunOptions):
     task: str = option("sst2", "GLUE task to fine-tune on (see bert.glue.TASKS)")
+    dataset: str | None = option(
+        None, "the task's rows from a source instead of the registry, with the task's columns "
+        "(sst2: sentence, label): " + SOURCE_HELP,
+    )  # fmt: skip
     init: str = option(
         "minilm",
         "minilm (the packaged all-MiniLM-L6-v2), a bert pretrain run, a folder in transformers' "
@@ -161,10 +166,11 @@ def load_splits(
     train_rows: int = 0,
     select_like: str = "dev",
     augment: AugmentConfig | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Rows]:
     """train (minus the selection rows; `train_rows` of them at random if not 0), select (held
     out of train; `select_like="dev"`: lengths like the dev set's), dev (GLUE's dev set)."""
-    data = load_task(task)
+    data = load_task(task, dataset)
     dev = tokenize_split(data[task.eval_split], task, tokenizer, max_length)
     n = len(data["train"])
     if select_rows >= n:
@@ -464,12 +470,13 @@ def prepare(
     """`bert finetune`'s task: the GLUE task, --init's vocabulary and config, the tokenized
     splits. The weights load in `build_model`, after the trainer seeds."""
     task = get_task(cfg.task)
-    registry_dataset(task)  # a task without data fails now, before the model loads
+    if cfg.dataset is None:
+        registry_dataset(task)  # a task without data fails now, before the model loads
     folder, vocab, source = init_source(cfg)
     tokenizer = run_tokenizer(vocab, resume)
     config = classifier_config(cfg, task, folder, tokenizer)
     splits = load_splits(task, tokenizer, cfg.max_length, cfg.select_rows, cfg.seed,
-                         cfg.train_rows, cfg.select_like, cfg.augment)  # fmt: skip
+                         cfg.train_rows, cfg.select_like, cfg.augment, cfg.dataset)  # fmt: skip
     print(
         f"{task.name}: {len(splits['train']):,} training rows, {len(splits['select']):,} held "
         f"out to select the checkpoint, {len(splits['dev']):,} dev rows (reported only)"

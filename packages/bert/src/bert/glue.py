@@ -103,11 +103,21 @@ def registry_dataset(task: GlueTask) -> str:
     return task.dataset
 
 
-def load_task(task: GlueTask) -> dict[str, Any]:
-    """The task's splits from the registry (`datasets.Dataset`s with the task's columns)."""
-    from shared.datasets import load
+def load_task(task: GlueTask, dataset: str | None = None) -> dict[str, Any]:
+    """The task's splits (`datasets.Dataset`s with the task's columns): from the registry, or
+    from a source (`csv:FILE`, `jsonl:DIR`, `hf:ID`: shared.sources) whose rows have the task's
+    columns; its validation split (else its last 10%) becomes the task's evaluation split."""
+    if dataset is None:
+        from shared.datasets import load
 
-    return load(registry_dataset(task))
+        return load(registry_dataset(task))
+    from shared import sources
+
+    labels = None if task.is_regression else range(task.num_labels)
+    rows = sources.load_source(dataset, [*task.text_columns, task.label_column], labels=labels,
+                               label_field=task.label_column)  # fmt: skip
+    splits, eval_name = sources.with_eval_split(rows)
+    return {"train": splits["train"], task.eval_split: splits[eval_name]}
 
 
 # --- metrics ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from attention.translation_data import (
     load_multi30k,
     pad,
     read_pairs,
+    source_pairs,
 )
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.atomic import write_text_atomic
@@ -49,6 +50,7 @@ from shared.epochs import EpochSampler, length_grouped_batches
 from shared.errors import ConfigError, UsageError
 from shared.fit import KeepBest, to_device
 from shared.runs import Run
+from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Setup
@@ -76,6 +78,12 @@ class TranslationConfig(LoopConfig):
     task: Literal["classification", "translation"] = option("translation", "what to train")
     epochs: int = option(5, "passes over the training pairs", ge=1)
     batch_size: int = option(64, "sentence pairs per micro-batch", ge=1)
+    dataset: str = option(
+        "multi30k", "multi30k, or a source of pairs with train, validation (else the last 10%) "
+        "and test splits: " + SOURCE_HELP,
+    )  # fmt: skip
+    src_field: str = option("de", "the field holding the source sentence, for a source")
+    tgt_field: str = option("en", "the field holding the target sentence, for a source")
     train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
     val_file: Path | None = option(None, "German<TAB>English validation pairs")
     test_file: Path | None = option(None, "German<TAB>English test pairs")
@@ -113,6 +121,9 @@ def load_pairs(cfg: TranslationConfig) -> dict[str, list[Pair]]:
         raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
     if cfg.train_file is not None:
         data = {name: read_pairs(f) for name, f in zip(SPLITS, files, strict=True)}
+    elif cfg.dataset != "multi30k":
+        pairs = source_pairs(cfg.dataset, cfg.src_field, cfg.tgt_field)
+        data = dict(zip(SPLITS, (pairs["train"], pairs["val"], pairs["test"]), strict=True))
     else:
         raw = load_multi30k()
         data = {
