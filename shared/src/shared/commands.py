@@ -291,6 +291,10 @@ def exercise() -> None:
     sys.exit(run_command("exercise"))
 
 
+def data_report() -> None:
+    sys.exit(run_command("data-report"))
+
+
 def list_commands() -> None:
     """`stage-commands` lists each stage's commands; `stage-commands STAGE COMMAND ...` runs one."""
     args = sys.argv[1:]
