@@ -426,14 +426,14 @@ def sweep(argv: list[str]) -> int:
     kit_argv, stage_argv = split_argv(rest)
     if kit_argv:
         raise UsageError(f"sweep runs each trial in one process: drop {kit_argv[0]}")
-    if opts.study is None or not opts.study or "/" in opts.study:
-        raise UsageError("name the study: --study NAME (a plain name; it resumes by that name)")
     space = read_space(opts.space, opts.task)
     if opts.sampler == "grid":
         grid_values(space)  # a range that cannot be gridded: said before any work
     if opts.metric is not None:
         metric_direction(opts.metric, opts.direction)  # a metric of unknown direction: too
     training = load_training_task(opts.task, stage_argv, prog)  # checks the task's options
+    if opts.study is None or not opts.study or "/" in opts.study:
+        raise UsageError("name the study: --study NAME (a plain name; it resumes by that name)")
     metric = opts.metric or default_metric(opts.task, training)
     direction = metric_direction(metric, opts.direction)
     folder = runs_dir() / "training_kit" / "sweeps" / opts.study
