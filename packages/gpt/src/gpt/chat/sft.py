@@ -19,6 +19,7 @@ predicted. A LoRA run saves just those tensors; loading it loads the base run, g
 the adapters and merges them.
 """
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from gpt.chat.format import (
     encode_conversation,
     grow_vocabulary,
     masked_targets,
+    parse_conversation,
     read_conversations,
 )
 from gpt.chat.lora import LoRAConfig, apply_lora, lora_state_dict, new_token_layers
@@ -39,6 +41,7 @@ from gpt.data import tokenizer_reference
 from gpt.model import GPT, GPTConfig, lm_loss
 from gpt.runs import load_run_model, run_folder_of, saved_model_config
 from gpt.train import TrainConfig, make_optimizer
+from shared import sources
 from shared.checkpoint import check_state, read_meta
 from shared.config import config_to_dict, option
 from shared.errors import UsageError
@@ -90,7 +93,13 @@ class FineTuneOptions(RunOptions):
 
 @dataclass
 class SFTConfig(FineTuneOptions):
-    data: Path | None = option(None, "conversations, JSON Lines (`gpt make-chat-data` writes them)")
+    data: Path | None = option(
+        None, "conversations, JSON Lines (`gpt make-chat-data` writes them), or a source whose "
+        "rows hold them (jsonl:, parquet:, hf:ID[:CONFIG], ...)",
+    )  # fmt: skip
+    conversations_field: str = option(
+        "conversations", "the field holding a row's messages, for a source (hub sets: messages)"
+    )
     init: str | None = option(None, "the base gpt run: name or folder (default: the latest)")
     val_rows: int = option(200, "conversations held out of --data for the validation loss", ge=1)
     packing: bool = option(
@@ -197,11 +206,21 @@ def read_sft_data(cfg: SFTConfig) -> list[Conversation]:
     if cfg.data is None:
         raise UsageError("--data is required: a JSON Lines file of conversations "
                          "(uv run --package gpt make-chat-data writes one)")  # fmt: skip
-    conversations = read_conversations(cfg.data)  # a bad line stops us before anything
+    if sources.is_source(str(cfg.data)):
+        conversations = source_conversations(str(cfg.data), cfg.conversations_field)
+    else:
+        conversations = read_conversations(cfg.data)  # a bad line stops us before anything
     if len(conversations) <= cfg.val_rows:
         raise UsageError(f"{cfg.data} has {len(conversations)} conversations: too few for "
                          f"--val_rows {cfg.val_rows}")  # fmt: skip
     return conversations
+
+
+def source_conversations(spec: str, field: str) -> list[Conversation]:
+    """The train split's conversations of a source: each row's `field`, a list of messages."""
+    rows = sources.load_source(spec, [field])["train"]
+    return [parse_conversation(json.dumps({"conversations": turns}), f"{spec} row {i + 1}")
+            for i, turns in enumerate(rows[field])]  # fmt: skip
 
 
 def split_conversations(
