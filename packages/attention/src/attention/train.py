@@ -37,21 +37,19 @@ from attention.seq2seq import Seq2Seq, Seq2SeqConfig
 from attention.translation_data import (
     Example,
     Pair,
+    PairSourceOptions,
     batches,
     build_vocabs,
     encode_pairs,
-    load_multi30k,
+    load_pair_splits,
     pad,
-    read_pairs,
-    source_pairs,
 )
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.checkpoint import load_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
-from shared.errors import CheckpointError, ConfigError, UsageError
+from shared.errors import CheckpointError, UsageError
 from shared.runs import Run
-from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import RunOptions, Setup, lr_factor
@@ -61,8 +59,9 @@ EXAMPLE_SENTENCE = "Ein Mann fährt Fahrrad."
 
 
 @dataclass
-class TrainConfig(RunOptions):
-    """`attention train`: the run options every stage shares, then data, decoding, network."""
+class TrainConfig(PairSourceOptions, RunOptions):
+    """`attention train`: the data (`PairSourceOptions`), the run options every stage shares,
+    then decoding and the network."""
 
     max_steps: int = option(
         0, "stop after this many optimizer steps (0: after --epochs or the time limit)", ge=0
@@ -89,15 +88,6 @@ class TrainConfig(RunOptions):
     val_bleu_sentences: int = option(
         300, "validation sentences translated for BLEU each epoch", ge=0
     )
-    dataset: str = option(
-        "multi30k", "multi30k, or a source of pairs with train, validation (else the last 10%) "
-        "and test splits: " + SOURCE_HELP,
-    )  # fmt: skip
-    src_field: str = option("de", "the field holding the source sentence, for a source")
-    tgt_field: str = option("en", "the field holding the target sentence, for a source")
-    train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
-    val_file: Path | None = option(None, "German<TAB>English validation pairs")
-    test_file: Path | None = option(None, "German<TAB>English test pairs")
     resume: str | None = option(None, "continue a run (its name, folder or a checkpoint folder)")
     model: Seq2SeqConfig = option(Seq2SeqConfig, "the network")
 
@@ -262,18 +252,9 @@ class TranslationTask:
 
 
 def load_translation_pairs(cfg: TrainConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """(train, val, test) pairs: the three files given, else Multi30k (test_2016_flickr)."""
-    files = (cfg.train_file, cfg.val_file, cfg.test_file)
-    if any(f is not None for f in files):
-        if not all(f is not None for f in files):
-            raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
-        train, val, test = (read_pairs(f) for f in files)
-        return train, val, test
-    if cfg.dataset != "multi30k":
-        pairs = source_pairs(cfg.dataset, cfg.src_field, cfg.tgt_field)
-        return pairs["train"], pairs["val"], pairs["test"]
-    data = load_multi30k()
-    return data["train"], data["val"], data["test_2016_flickr"]
+    """(train, val, test) pairs: the three files given, else the source, else Multi30k."""
+    data = load_pair_splits(cfg)
+    return data["train"], data["val"], data["test"]
 
 
 def run_vocabs(folder: Path) -> tuple[Vocab, Vocab]:

@@ -17,13 +17,16 @@ What each stage keeps for itself: its model, loss, decoding and loop.
 
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from attention.vocab import BOS, PAD, Vocab, tokenize
-from shared.errors import UsageError
+from shared.config import option
+from shared.errors import ConfigError, UsageError
+from shared.sources import SOURCE_HELP
 
 Pair = tuple[str, str]  # (German, English)
 Example = tuple[list[int], list[int]]  # (source ids, target ids ending in <eos>)
@@ -35,6 +38,37 @@ def load_multi30k() -> dict[str, list[Pair]]:
 
     splits = datasets.load("multi30k")
     return {name: list(zip(d["de"], d["en"], strict=True)) for name, d in splits.items()}
+
+
+@dataclass
+class PairSourceOptions:
+    """Where the pairs come from: the options both translators' configs take (mixed in)."""
+
+    dataset: str = option(
+        "multi30k", "multi30k, or a source of pairs with train, validation (else the last 10%) "
+        "and test splits: " + SOURCE_HELP,
+    )  # fmt: skip
+    src_field: str = option("de", "the field holding the source sentence, for a source")
+    tgt_field: str = option("en", "the field holding the target sentence, for a source")
+    train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
+    val_file: Path | None = option(None, "German<TAB>English validation pairs")
+    test_file: Path | None = option(None, "German<TAB>English test pairs")
+
+
+def load_pair_splits(cfg: PairSourceOptions) -> dict[str, list[Pair]]:
+    """{"train", "val", "test"} pairs: the three files given, else the source, else Multi30k
+    (its test split is test_2016_flickr)."""
+    files = (cfg.train_file, cfg.val_file, cfg.test_file)
+    if any(f is not None for f in files) and not all(f is not None for f in files):
+        raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
+    if cfg.train_file is not None:
+        return {
+            name: read_pairs(f) for name, f in zip(("train", "val", "test"), files, strict=True)
+        }
+    if cfg.dataset != "multi30k":
+        return source_pairs(cfg.dataset, cfg.src_field, cfg.tgt_field)
+    raw = load_multi30k()
+    return {"train": raw["train"], "val": raw["val"], "test": raw["test_2016_flickr"]}
 
 
 def source_pairs(spec: str, src_field: str = "de", tgt_field: str = "en") -> dict[str, list[Pair]]:

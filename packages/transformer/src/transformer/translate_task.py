@@ -34,23 +34,23 @@ from torch import Tensor, nn
 from attention.bleu import bleu_signature, corpus_bleu
 from attention.translation_data import (
     Pair,
+    PairSourceOptions,
     build_vocabs,
     collate_pairs,
     encode_pairs,
     load_multi30k,
+    load_pair_splits,
     pad,
     read_pairs,
-    source_pairs,
 )
 from attention.vocab import PAD, Vocab, detokenize, tokenize
 from shared.atomic import write_text_atomic
 from shared.checkpoint import load_checkpoint
 from shared.config import config_from_dict, config_to_dict, option
 from shared.epochs import EpochSampler, length_grouped_batches
-from shared.errors import ConfigError, UsageError
+from shared.errors import UsageError
 from shared.fit import KeepBest, to_device
 from shared.runs import Run
-from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
 from shared.training import Setup
@@ -72,21 +72,12 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass
-class TranslationConfig(LoopConfig):
+class TranslationConfig(PairSourceOptions, LoopConfig):
     """`train --task translation`: the loop's techniques plus data, decoding and the network."""
 
     task: Literal["classification", "translation"] = option("translation", "what to train")
     epochs: int = option(5, "passes over the training pairs", ge=1)
     batch_size: int = option(64, "sentence pairs per micro-batch", ge=1)
-    dataset: str = option(
-        "multi30k", "multi30k, or a source of pairs with train, validation (else the last 10%) "
-        "and test splits: " + SOURCE_HELP,
-    )  # fmt: skip
-    src_field: str = option("de", "the field holding the source sentence, for a source")
-    tgt_field: str = option("en", "the field holding the target sentence, for a source")
-    train_file: Path | None = option(None, "German<TAB>English training pairs (default: Multi30k)")
-    val_file: Path | None = option(None, "German<TAB>English validation pairs")
-    test_file: Path | None = option(None, "German<TAB>English test pairs")
     min_freq: int = option(2, "keep words seen at least this often in training; others <unk>", ge=1)
     max_len: int = option(50, "drop training pairs with more words than this on either side", ge=1)
     max_train: int = option(0, "use only the first N training pairs (0: all)", ge=0)
@@ -115,21 +106,9 @@ class TranslationConfig(LoopConfig):
 
 
 def load_pairs(cfg: TranslationConfig) -> dict[str, list[Pair]]:
-    """{"train", "val", "test"} pairs from the files given, else Multi30k (test_2016_flickr)."""
-    files = (cfg.train_file, cfg.val_file, cfg.test_file)
-    if any(f is not None for f in files) and not all(f is not None for f in files):
-        raise ConfigError("give all of --train_file, --val_file and --test_file, or none")
-    if cfg.train_file is not None:
-        data = {name: read_pairs(f) for name, f in zip(SPLITS, files, strict=True)}
-    elif cfg.dataset != "multi30k":
-        pairs = source_pairs(cfg.dataset, cfg.src_field, cfg.tgt_field)
-        data = dict(zip(SPLITS, (pairs["train"], pairs["val"], pairs["test"]), strict=True))
-    else:
-        raw = load_multi30k()
-        data = {
-            name: raw[split]
-            for name, split in zip(SPLITS, ("train", "val", "test_2016_flickr"), strict=True)
-        }
+    """{"train", "val", "test"} pairs (attention.translation_data.load_pair_splits: the files
+    given, else the source, else Multi30k), the training pairs cut to --max_train."""
+    data = load_pair_splits(cfg)
     if cfg.max_train:
         data["train"] = data["train"][: cfg.max_train]
     return data
