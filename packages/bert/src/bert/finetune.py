@@ -48,7 +48,7 @@ from shared.checkpoint import load_checkpoint
 from shared.config import config_to_dict, option
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState, KeepBest
-from shared.selection import length_matched
+from shared.selection import length_matched, phrases_inside
 from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
@@ -108,7 +108,7 @@ class FinetuneConfig(RunOptions):
     select_like: Literal["dev", "random"] = option(
         "dev",
         "dev: the selection rows' lengths in words follow the reported split's (its text, never "
-        "its labels); random: drawn at random from the training rows",
+        "its labels), and training rows found inside them are left out; random: drawn at random",
     )
     train_rows: int = option(
         0,
@@ -178,9 +178,13 @@ def load_splits(
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     if select_like == "dev":
         first = task.text_columns[0]  # a pair's first sentence carries its length well enough
-        held = length_matched(data["train"][first], data[task.eval_split][first], select_rows, seed)
-        taken = set(held)
+        texts = data["train"][first]
+        held = length_matched(texts, data[task.eval_split][first], select_rows, seed)
+        inside = phrases_inside(texts, held)  # their phrases, else selection tests memory
+        taken = set(held) | inside
         kept = [i for i in order if i not in taken]
+        print(f"{task.name}: {len(inside):,} training rows that occur inside a selection row "
+              "are left out of training")  # fmt: skip
     else:
         held, kept = order[:select_rows], order[select_rows:]
     if train_rows:

@@ -31,7 +31,7 @@ from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler
 from shared.errors import ConfigError
 from shared.fit import KeepBest
-from shared.selection import length_matched
+from shared.selection import length_matched, phrases_inside
 from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
@@ -74,10 +74,14 @@ class ClassifyConfig(LoopConfig):
     dev_file: Path | None = option(
         None, "sentence<TAB>label dev file (default: GLUE's SST-2 dev set, 872 sentences)"
     )
+    select_fraction: float = option(
+        0.015, "hold out this fraction of the training rows to pick the best epoch on (0: keep "
+        "the last epoch's)", ge=0, lt=1,
+    )  # fmt: skip
     select_like: Literal["dev", "random"] = option(
         "dev",
         "dev: the selection rows' lengths in words follow the dev split's (its text, never its "
-        "labels); random: drawn at random",
+        "labels), and training rows found inside them are left out; random: drawn at random",
     )
     min_freq: int = option(1, "keep words seen at least this often in training; others <unk>", ge=1)
     max_train: int = option(0, "use only the first N training sentences (0: all)", ge=0)
@@ -212,7 +216,8 @@ def sentiment_datasets(
     if select_rows and cfg.select_like == "dev":  # as many rows, with the dev split's lengths
         select_rows = sorted(length_matched(sentences, splits["dev"][0], len(select_rows),
                                             cfg.seed + 7919))  # fmt: skip
-        fit_rows = sorted(set(range(len(sentences))) - set(select_rows))
+        inside = phrases_inside(sentences, select_rows)  # else selection tests memory
+        fit_rows = sorted(set(range(len(sentences))) - set(select_rows) - inside)
     train_part = augment_rows([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows],
                               cfg.augment, cfg.seed)  # fmt: skip
     vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
@@ -290,8 +295,8 @@ def prepare(
         shard_units=sentiment.shard_units,
         item_name="ex",
         description=(
-            f"transformer on SST-2: {len(train):,} training sentences ({held:,} more held out "
-            f"to pick the best epoch), {len(dev):,} dev sentences, {len(vocab):,} words; "
+            f"transformer on {cfg.dataset}: {len(train):,} training sentences ({held:,} more held "
+            f"out to pick the best epoch), {len(dev):,} dev sentences, {len(vocab):,} words; "
             f"{recipe.total} optimizer steps ({recipe.per_epoch} an epoch)"
         ),
         report=sentiment.report,
