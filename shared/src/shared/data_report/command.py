@@ -28,7 +28,7 @@ from shared.data_report.summary import ReportData, SeriesStats, build_report, fo
 from shared.data_report.tokens import StageData, Tokens, count_tokens
 from shared.errors import UsageError
 from shared.runs import Run
-from shared.selection import length_matched, word_count
+from shared.selection import length_matched, phrases_inside, word_count
 from shared.sources import SOURCE_HELP
 
 REPORTED_FIRST = ("validation", "val", "dev", "test")  # the split the selection rows imitate
@@ -70,8 +70,10 @@ class DataReportConfig:
 # Measuring
 
 
-def _selection(table: Table, cfg: DataReportConfig, stage: StageData) -> tuple[str, list[Row]]:
-    """(the reported split, the training rows drawn with its lengths) for --select_rows."""
+def _selection(table: Table, cfg: DataReportConfig,
+               stage: StageData) -> tuple[str, list[Row], int]:  # fmt: skip
+    """(the reported split, the training rows drawn with its lengths, how many training rows
+    occur inside them: the stages leave those out of training) for --select_rows."""
     target = next((s for s in REPORTED_FIRST if s in table.splits), None)
     target = target or (table.eval_splits[0] if table.eval_splits else None)
     if target is None:
@@ -81,19 +83,21 @@ def _selection(table: Table, cfg: DataReportConfig, stage: StageData) -> tuple[s
         raise UsageError(f"--select_rows {cfg.select_rows} leaves no training rows "
                          f"({len(train):,})")  # fmt: skip
     first = table.text_fields[0]  # as the stages do: the first text carries the length
-    chosen = length_matched(table.texts("train", first), table.texts(target, first),
-                            cfg.select_rows, cfg.seed + stage.select_seed_offset)  # fmt: skip
-    return target, [train[i] for i in chosen]
+    texts = table.texts("train", first)
+    chosen = length_matched(texts, table.texts(target, first), cfg.select_rows,
+                            cfg.seed + stage.select_seed_offset)  # fmt: skip
+    return target, [train[i] for i in chosen], len(phrases_inside(texts, chosen))
 
 
 def _series(table: Table, cfg: DataReportConfig, stage: StageData) -> dict[str, list[Row]]:
     series = dict(table.splits)
     if cfg.select_rows:
-        target, rows = _selection(table, cfg, stage)
+        target, rows, inside = _selection(table, cfg, stage)
         series["select"] = rows
         table.notes.append(f"select: {len(rows):,} train rows drawn with {target}'s lengths in "
                            f"words (shared.selection.length_matched, seed "
-                           f"{cfg.seed + stage.select_seed_offset})")  # fmt: skip
+                           f"{cfg.seed + stage.select_seed_offset}); {inside:,} train rows "
+                           "occur inside them, which training leaves out")  # fmt: skip
     return series
 
 
