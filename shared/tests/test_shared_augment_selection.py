@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from shared.augment import AugmentConfig, augment_rows, augment_sentence
-from shared.selection import length_matched, word_count
+from shared.selection import length_matched, phrases_inside, word_count
 
 
 def _phrases_and_sentences(seed: int = 0) -> tuple[list[str], list[str]]:
@@ -71,3 +71,11 @@ def test_each_operation_does_what_it_says():
             seen.add("insert")
             assert copy.count("z") == 2
     assert seen == {"swap", "delete", "insert"}
+
+
+def test_phrases_inside_a_selection_row_are_found_word_for_word():
+    train = ["a  good film , really", "good film ,", "good film", "film , really", "a good",
+             "bad film , really", "goodfilm , really"]  # fmt: skip
+    assert phrases_inside(train, [0]) == {1, 3}  # 3+ words, on word boundaries, spacing ignored
+    assert phrases_inside(train, [0], min_words=2) == {1, 2, 3, 4}
+    assert phrases_inside(train, [0, 1]) == {3}  # a held row is never "inside"
