@@ -218,6 +218,8 @@ def sentiment_datasets(
                                             cfg.seed + 7919))  # fmt: skip
         inside = phrases_inside(sentences, select_rows)  # else selection tests memory
         fit_rows = sorted(set(range(len(sentences))) - set(select_rows) - inside)
+        print(f"{len(inside):,} training sentences that occur inside a selection row are left "
+              "out of training")  # fmt: skip
     train_part = augment_rows([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows],
                               cfg.augment, cfg.seed)  # fmt: skip
     vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
@@ -285,7 +287,7 @@ def prepare(
     task = SentimentTask(cfg, train, dev, select)
     sentiment = SentimentRun(cfg, task, vocab)
     recipe = Recipe(cfg, task.sampler.batches_per_epoch, sentiment.build_model, fused_on(env))
-    held = len(splits["train"][0]) - len(train)
+    held = len(select) if select is not None else 0
     return epoch_task(
         recipe,
         task,
