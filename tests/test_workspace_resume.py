@@ -201,7 +201,7 @@ COMMANDS = [
     # SIGINT after 2 epochs' ends (6 steps an epoch; 4 for translation): the best so far,
     # kept before the interruption, must still be the one kept at the end
     case("train", "transformer", lambda d: [*TRANSFORMER, *sentiment(d), "--model.num_layers=1",
-                                            "--report_errors=0"],
+                                            "--report_errors=0", "--select_fraction=0.05"],
          id="transformer-train-classification", signal_after=13),
     case("train", "transformer", lambda d: [*TRANSFORMER, "--task=translation",
                                             *pairs(d, copy=True), "--min_freq=1",
