@@ -70,3 +70,15 @@ def phrases_inside(train_texts: Sequence[str], held: Sequence[int], min_words: i
         for i, text in enumerate(train_texts)
         if i not in taken and word_count(text) >= min_words and " ".join(text.split()) in spans
     }
+
+
+def held_out_like(
+    train_texts: Sequence[str], target_texts: Sequence[str], n: int, seed: int
+) -> tuple[list[int], set[int]]:
+    """(the `n` selection rows, drawn with the target's lengths; the training rows found inside
+    them, which training must leave out): the draw bert and the transformer classifier use."""
+    held = length_matched(train_texts, target_texts, n, seed)
+    inside = phrases_inside(train_texts, held)
+    print(f"{len(inside):,} training rows that occur inside a selection row are left out of "
+          "training")  # fmt: skip
+    return held, inside

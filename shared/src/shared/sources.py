@@ -11,7 +11,7 @@ Every command that takes `--dataset` reads it through here, so one spelling work
 The local formats and the hub go through `datasets.load_dataset`, which reads local files
 offline and caches them as Arrow, so a second run starts at once. Why not read them by hand?
 Quoting in CSV, nested JSON and Parquet's column types are solved problems; the same loader is
-what turns `hf:wikitext:wikitext-103-raw-v1` into rows on a machine with internet.
+what turns `hf:Salesforce/wikitext:wikitext-103-raw-v1` into rows on a machine with internet.
 
 The split rule, the same for every format: a PATH that is a folder holding files named after
 splits (`train.jsonl`, `validation.jsonl` or `val`/`dev`, `test.jsonl`) gives those splits;

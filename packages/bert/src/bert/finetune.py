@@ -48,7 +48,7 @@ from shared.checkpoint import load_checkpoint
 from shared.config import config_to_dict, option
 from shared.errors import CheckpointError, UsageError
 from shared.fit import FitState, KeepBest
-from shared.selection import length_matched, phrases_inside
+from shared.selection import held_out_like
 from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
@@ -178,13 +178,10 @@ def load_splits(
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     if select_like == "dev":
         first = task.text_columns[0]  # a pair's first sentence carries its length well enough
-        texts = data["train"][first]
-        held = length_matched(texts, data[task.eval_split][first], select_rows, seed)
-        inside = phrases_inside(texts, held)  # their phrases, else selection tests memory
-        taken = set(held) | inside
+        held, inside = held_out_like(data["train"][first], data[task.eval_split][first],
+                                     select_rows, seed)  # fmt: skip
+        taken = set(held) | inside  # their phrases too, else selection tests memory
         kept = [i for i in order if i not in taken]
-        print(f"{task.name}: {len(inside):,} training rows that occur inside a selection row "
-              "are left out of training")  # fmt: skip
     else:
         held, kept = order[:select_rows], order[select_rows:]
     if train_rows:

@@ -31,7 +31,7 @@ from shared.config import config_to_dict, option
 from shared.epochs import EpochSampler
 from shared.errors import ConfigError
 from shared.fit import KeepBest
-from shared.selection import length_matched, phrases_inside
+from shared.selection import held_out_like
 from shared.sources import SOURCE_HELP
 from shared.tasks import TrainingTask
 from shared.trainer import Resume, Trained
@@ -214,12 +214,10 @@ def sentiment_datasets(
     sentences, labels = splits["train"]
     fit_rows, select_rows = held_out(len(sentences), cfg.select_fraction, cfg.seed)
     if select_rows and cfg.select_like == "dev":  # as many rows, with the dev split's lengths
-        select_rows = sorted(length_matched(sentences, splits["dev"][0], len(select_rows),
-                                            cfg.seed + 7919))  # fmt: skip
-        inside = phrases_inside(sentences, select_rows)  # else selection tests memory
-        fit_rows = sorted(set(range(len(sentences))) - set(select_rows) - inside)
-        print(f"{len(inside):,} training sentences that occur inside a selection row are left "
-              "out of training")  # fmt: skip
+        held, inside = held_out_like(sentences, splits["dev"][0], len(select_rows),
+                                     cfg.seed + 7919)  # fmt: skip
+        select_rows = sorted(held)  # and their phrases out of training, else it tests memory
+        fit_rows = sorted(set(range(len(sentences))) - set(held) - inside)
     train_part = augment_rows([sentences[i] for i in fit_rows], [labels[i] for i in fit_rows],
                               cfg.augment, cfg.seed)  # fmt: skip
     vocab = vocab or build_vocab(train_part[0], cfg.min_freq)
