@@ -11,16 +11,16 @@ from collections.abc import Sequence
 
 from shared.data_report import StageData, data_report_command
 
-BPE_VOCAB_SIZE = 2048  # gpt train's --bpe_vocab_size
-
 
 class ByteBPETokens:
     """The pieces of gpt's byte-level BPE, trained on the training texts."""
 
     def __init__(self, train_texts: Sequence[str]) -> None:
         from gpt.data import make_tokenizer
+        from gpt.train import TrainConfig
 
-        self.tok = make_tokenizer("bpe", "\n".join(train_texts), BPE_VOCAB_SIZE)
+        vocab_size = TrainConfig().bpe_vocab_size  # gpt train's default
+        self.tok = make_tokenizer("bpe", "\n".join(train_texts), vocab_size)
         self.name = f"byte-level BPE trained on train ({self.tok.vocab_size:,})"
         self.note = "unknown: none can be; byte-level BPE spells any text with its 256 bytes"
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from shared.data_report import StageData, data_report_command
 
-VOCAB_SIZE = 8000  # t5 finetune's --vocab_size
 TRAIN_ROWS = 20_000  # rows to train the report's tokenizer on: enough for its pieces
 
 
@@ -19,11 +18,13 @@ class UnigramTokens:
     """The pieces of a T5 Unigram tokenizer trained on (up to 20,000) training texts."""
 
     def __init__(self, train_texts: Sequence[str]) -> None:
+        from t5.finetune import FinetuneConfig
         from t5.tokenizer import T5Tokenizer
 
         step = max(1, len(train_texts) // TRAIN_ROWS)
         sample = [t for t in train_texts[::step] if t.strip()]
-        self.base = T5Tokenizer.train(sample, VOCAB_SIZE).base
+        vocab_size = FinetuneConfig().vocab_size  # t5 finetune's default
+        self.base = T5Tokenizer.train(sample, vocab_size).base
         self.name = f"Unigram trained on train ({self.base.vocab_size:,} pieces)"
         self.note = "unknown: <unk>, a character the training rows never had"
 

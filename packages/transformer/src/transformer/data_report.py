@@ -15,10 +15,10 @@ TRANSLATION_FIELDS = ("de", "en")  # Multi30k's; any other field is read as the 
 
 
 def tokens(field: str, train_texts: Sequence[str]) -> Tokens:
-    if field in TRANSLATION_FIELDS:
-        from attention.vocab import tokenize
+    if field in TRANSLATION_FIELDS:  # the translator reads them as attention's does
+        from attention.data_report import tokens as translation_tokens
 
-        return Vocabulary("words (attention.vocab.tokenize)", tokenize, train_texts, min_freq=2)
+        return translation_tokens(field, train_texts)
     from transformer.sst2 import words
 
     return Vocabulary("lower-cased words (transformer.sst2.words)", words, train_texts)
